@@ -1,0 +1,1 @@
+"""hgq: train neural networks with learned per-weight and per-activation fixed-point formats."""

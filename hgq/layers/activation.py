@@ -1,0 +1,102 @@
+"""Quantizer layers and element-wise activations.
+
+ReLU and the identity are exact on fixed point and need no table. Any other element-wise
+function is a lookup table in hardware: its input quantizer fixes the table's domain and its
+output quantizer the stored values, y = q_out(fn(q_in(x))).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+from ..quantizers.base import Quantizer
+from .base import QLayer, QuantizerSpec, make_quantizer, serialize_quantizer
+
+EXACT = ('relu', 'linear')
+
+
+@keras.saving.register_keras_serializable(package='hgq')
+class QQuantize(keras.layers.Layer):
+    """Quantize a tensor (typically the model input) with a trainable or fixed quantizer."""
+
+    def __init__(self, quantizer: QuantizerSpec = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.quantizer: Quantizer = make_quantizer({} if quantizer is None else quantizer, 'activation',
+                                                   f'{self.name}_q')
+
+    def build(self, input_shape: tuple) -> None:
+        self.quantizer.build(input_shape)
+        self.built = True
+
+    def call(self, x: Any, training: bool | None = None) -> Any:
+        return self.quantizer(x, training=training)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), 'quantizer': serialize_quantizer(self.quantizer)}
+
+
+@keras.saving.register_keras_serializable(package='hgq')
+class QActivation(QLayer):
+    """Element-wise activation; a quantized lookup table unless it is 'relu' or 'linear'.
+
+    Args:
+        activation: a Keras activation name ('tanh', 'sigmoid', 'relu', ...).
+        input_quantizer / output_quantizer: the table's domain and values (defaults: HGQ
+            quantizers for table functions, none for exact ones).
+
+    EBOPs of a table: Σ bits(in)·bits(out) per element, a rough proxy documented in docs/ebops.md.
+    """
+
+    def __init__(self, activation: str, input_quantizer: QuantizerSpec = None,
+                 output_quantizer: QuantizerSpec = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        try:
+            self.fn = keras.activations.get(activation)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f'{self.name}: activation={activation!r} is not a Keras activation name') from err
+        if not isinstance(activation, str):
+            raise ValueError(f'{self.name}: activation must be given by name so it can be saved, got {activation!r}')
+        self.activation = activation
+        self.is_table = activation not in EXACT
+        default = {} if self.is_table else None
+        self.input_quantizer = make_quantizer(default if input_quantizer is None else input_quantizer,
+                                              'activation', f'{self.name}_iq')
+        self.output_quantizer = make_quantizer(default if output_quantizer is None else output_quantizer,
+                                               'activation', f'{self.name}_oq')
+
+    def build(self, input_shape: tuple) -> None:
+        self.in_shape = tuple(input_shape[1:])
+        for q in (self.input_quantizer, self.output_quantizer):
+            if q is not None:
+                q.build(input_shape)
+        self.build_cost_variables()
+        self.built = True
+
+    def call(self, x: Any, training: bool | None = None) -> Any:
+        if self.input_quantizer is not None:
+            x = self.input_quantizer(x, training=training)
+        y = self.fn(x)
+        if self.output_quantizer is not None:
+            y = self.output_quantizer(y, training=training)
+        self.record_cost(training)
+        return y
+
+    def compute_ebops(self) -> Any:
+        if not self.is_table or self.input_quantizer is None or self.output_quantizer is None:
+            return ops.convert_to_tensor(0.0)
+        bits_in = ops.broadcast_to(self.input_quantizer.bits(), self.in_shape)
+        return ops.sum(bits_in * self.output_quantizer.bits())
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), 'activation': self.activation,
+                'input_quantizer': serialize_quantizer(self.input_quantizer),
+                'output_quantizer': serialize_quantizer(self.output_quantizer)}

@@ -1,0 +1,75 @@
+"""Shared machinery of the quantized layers: quantizer construction, beta, EBOPs bookkeeping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+from ..quantizers.base import Quantizer
+from ..quantizers.hgq_quantizer import HGQQuantizer
+
+QuantizerSpec = Quantizer | dict[str, Any] | None
+
+
+def make_quantizer(spec: QuantizerSpec, role: str, name: str) -> Quantizer | None:
+    """Build a quantizer from an instance, a dict of HGQQuantizer arguments, a serialized config, or None."""
+    if spec is None:
+        return None
+    if isinstance(spec, Quantizer):
+        return spec
+    if isinstance(spec, dict):
+        if 'class_name' in spec and 'config' in spec:
+            return keras.saving.deserialize_keras_object(spec)
+        return HGQQuantizer(role=role, name=name, **spec)
+    raise TypeError(f'{name}: expected a Quantizer, a dict of HGQQuantizer arguments or None, got {type(spec).__name__}')
+
+
+def serialize_quantizer(q: Quantizer | None) -> dict[str, Any] | None:
+    return None if q is None else keras.saving.serialize_keras_object(q)
+
+
+def check_rank(layer: keras.layers.Layer, input_shape: tuple, allowed: tuple[int, ...]) -> None:
+    """Raise a clear error when a layer receives a tensor of the wrong rank (batch axis included)."""
+    if len(input_shape) not in allowed:
+        ranks = ' or '.join(str(r) for r in allowed)
+        raise ValueError(f'{type(layer).__name__} {layer.name!r}: expected input of rank {ranks} '
+                         f'(batch axis included), got shape {tuple(input_shape)}')
+
+
+class QLayer(keras.layers.Layer):
+    """A layer with a resource cost: it owns `beta` and reports its EBOPs.
+
+    In training, `call` of a subclass computes its differentiable EBOPs, adds beta·EBOPs to the
+    loss and stores the figure in the non-trainable variable `ebops` (read by callbacks).
+    """
+
+    def __init__(self, beta: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not float(beta) >= 0.0:
+            raise ValueError(f'{self.name}: beta={beta!r} must be a non-negative number')
+        self.beta_init = float(beta)
+
+    def build_cost_variables(self) -> None:
+        self.beta = self.add_weight(name='beta', shape=(), initializer=keras.initializers.Constant(self.beta_init),
+                                    trainable=False)
+        self.ebops = self.add_weight(name='ebops', shape=(), initializer='zeros', trainable=False)
+
+    def compute_ebops(self) -> Any:
+        """Differentiable EBOPs from the current bit-widths (0 for layers without multiplications)."""
+        return ops.convert_to_tensor(0.0)
+
+    def record_cost(self, training: bool | None) -> None:
+        if not training:
+            return
+        ebops = self.compute_ebops()
+        self.ebops.assign(ops.stop_gradient(ebops))
+        self.add_loss(self.beta * ebops)
+
+    def quantizers(self) -> dict[str, Quantizer]:
+        """Named quantizers of this layer (for calibration, reports and export)."""
+        return {n: q for n, q in vars(self).items() if isinstance(q, Quantizer)}
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), 'beta': self.beta_init}
