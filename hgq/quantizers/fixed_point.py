@@ -49,13 +49,18 @@ def _overflow_codes(xp: Any, codes: Any, k: Any, b: Any, overflow_mode: str) -> 
     """Bring integer codes into the range of a b-bit (signed if k) word."""
     magnitude_bits = b - k
     hi = xp.power(2.0, magnitude_bits) - 1.0
-    if overflow_mode == 'WRAP':
-        modulus = xp.power(2.0, b)
-        wrapped = xp.mod(codes, modulus)  # in [0, 2^b), exact
-        return xp.where(xp.logical_and(k > 0, wrapped > hi), wrapped - modulus, wrapped)
     lo = -k * xp.power(2.0, magnitude_bits)
+    if overflow_mode == 'WRAP':
+        # Codes in range are returned untouched: for wide words (2^b > 2^53) the modular
+        # arithmetic below is not exact in float64, but only out-of-range codes go through it.
+        modulus = xp.power(2.0, b)
+        wrapped = xp.mod(codes, modulus)  # in [0, 2^b)
+        wrapped = xp.where(xp.logical_and(k > 0, wrapped > hi), wrapped - modulus, wrapped)
+        return xp.where(xp.logical_and(codes >= lo, codes <= hi), codes, wrapped)
     if overflow_mode == 'SAT_SYM':
-        lo = -k * hi
+        # -hi, except for a lone sign bit (hi == 0): there ap_fixed<1, I, Q, AP_SAT_SYM> keeps -1
+        # (its symmetric minimum would be 0), i.e. it saturates like AP_SAT. Checked against g++.
+        lo = -k * xp.maximum(hi, 1.0)
     return xp.minimum(xp.maximum(codes, lo), hi)
 
 

@@ -23,7 +23,6 @@ from .fixed_point import (
     ceil_log2_ops,
     integer_bits_of_range,
     integer_bits_of_values,
-    quantize_np,
     quantize_with,
     round_to_step,
 )
@@ -103,7 +102,7 @@ class HGQQuantizer(Quantizer):
 
     # ---------------------------------------------------------------- forward
     def call(self, x: Any, training: bool | None = None) -> Any:
-        f = _round_ste(self.f)
+        f = _round_ste(ops.convert_to_tensor(self.f))
         x_const = ops.stop_gradient(x)
         if self.role == 'weight' or training:
             if self.role == 'activation':
@@ -121,21 +120,28 @@ class HGQQuantizer(Quantizer):
         self.range_min.assign(ops.minimum(self.range_min, batch_min))
         self.range_max.assign(ops.maximum(self.range_max, batch_max))
 
+    def _range(self) -> tuple[Any, Any, Any]:
+        """Tracked (min, max) as tensors, and where a range was observed at all."""
+        lo, hi = ops.convert_to_tensor(self.range_min), ops.convert_to_tensor(self.range_max)
+        seen = lo <= hi
+        return ops.where(seen, lo, 0.0), ops.where(seen, hi, 0.0), seen
+
     def _range_format(self, f: Any) -> tuple[Any, Any]:
-        q_min = round_to_step(ops, ops.where(self.range_min > self.range_max, 0.0, self.range_min), f, self.round_mode)
-        q_max = round_to_step(ops, ops.where(self.range_min > self.range_max, 0.0, self.range_max), f, self.round_mode)
+        lo, hi, _ = self._range()
+        q_min = round_to_step(ops, lo, f, self.round_mode)
+        q_max = round_to_step(ops, hi, f, self.round_mode)
         return integer_bits_of_range(ops, q_min, q_max, f, _ceil_log2)
 
     def _inference_quantize(self, x: Any, f: Any) -> Any:
         k, i = self._range_format(f)
         quantized = quantize_with(ops, x, k, i, f, self.round_mode, self.overflow_mode)
         # A range never seen (no training, no calibration) must not silently zero the layer.
-        seen = self.range_min <= self.range_max
+        _, _, seen = self._range()
         return ops.where(seen, quantized, round_to_step(ops, x, f, self.round_mode))
 
     # ---------------------------------------------------------------- cost
     def bits(self, x: Any = None) -> Any:
-        f = _round_ste(self.f)
+        f = _round_ste(ops.convert_to_tensor(self.f))
         f_const = ops.stop_gradient(f)
         if self.role == 'weight':
             if x is None:
@@ -154,7 +160,7 @@ class HGQQuantizer(Quantizer):
                 raise ValueError(f'{self.name}: the format of a weight quantizer depends on the weight values')
             values = np.asarray(values, dtype=np.float64)
             f = np.broadcast_to(f, values.shape)
-            q = quantize_np(values, 1, 200, f, self.round_mode, 'WRAP')
+            q = round_to_step(np, values, f, self.round_mode)
             k, i = integer_bits_of_values(np, q, f, ceil_log2_np)
             overflow = 'WRAP'
         else:
@@ -163,8 +169,8 @@ class HGQQuantizer(Quantizer):
             if np.any(lo > hi):
                 raise ValueError(f'{self.name}: activation range never observed; run hgq.training.calibrate(model, x) '
                                  'on representative data before export')
-            q_min = quantize_np(lo, 1, 200, f, self.round_mode, 'WRAP')
-            q_max = quantize_np(hi, 1, 200, f, self.round_mode, 'WRAP')
+            q_min = round_to_step(np, lo, f, self.round_mode)
+            q_max = round_to_step(np, hi, f, self.round_mode)
             k, i = integer_bits_of_range(np, q_min, q_max, f, ceil_log2_np)
             overflow = self.overflow_mode
         as_int = (lambda a: np.asarray(a).astype(np.int64))

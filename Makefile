@@ -1,0 +1,32 @@
+# `make demo` and `make test` set up .venv themselves (idempotent), then run.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-tf test-jax lint clean
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m hgq.demo
+
+# The whole suite on TensorFlow, then the quantizer and layer tests again on JAX.
+test: test-tf test-jax
+
+test-tf: $(STAMP)
+	KERAS_BACKEND=tensorflow $(PY) -m pytest -q tests
+
+test-jax: $(STAMP)
+	KERAS_BACKEND=jax $(PY) -m pytest -q -m "not tensorflow_only" tests/test_fixed_point.py tests/test_quantizer.py tests/test_layers.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check hgq tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache
