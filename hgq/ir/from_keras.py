@@ -1,0 +1,168 @@
+"""Trace a calibrated Keras model of hgq layers into a fixed-point Graph.
+
+Weights are taken exactly as the Keras model uses them in inference (the same float32 ops,
+then exact float64), so the emulator and the model see identical constants.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+
+from ..layers import (
+    QActivation,
+    QAveragePooling1D,
+    QAveragePooling2D,
+    QBatchNormalization,
+    QQuantize,
+)
+from ..layers.linear import QConvBase, QDense, QLinearBase
+from ..quantizers.base import Quantizer
+from .graph import Format, Graph, Node
+
+MAX_TABLE_BITS = 20
+SUPPORTED = ('InputLayer, QQuantize, QDense, QConv1D, QConv2D, Q*BatchNorm, QBatchNormalization, QActivation, '
+             'Q/MaxPooling1D/2D, QAveragePooling1D/2D, Add, Concatenate, Flatten, Reshape, Dropout')
+
+
+def _np(x: Any) -> np.ndarray:
+    return np.asarray(keras.ops.convert_to_numpy(x), dtype=np.float64)
+
+
+class _Tracer:
+    def __init__(self) -> None:
+        self.nodes: list[Node] = []
+        self.names: set[str] = set()
+
+    def add(self, name: str, op: str, inputs: list[str], shape: tuple[int, ...], source: str, **attrs: Any) -> str:
+        unique, n = name, 0
+        while unique in self.names:
+            n += 1
+            unique = f'{name}_{n}'
+        self.names.add(unique)
+        self.nodes.append(Node(unique, op, inputs, tuple(int(d) for d in shape), attrs, source))
+        return unique
+
+    def quantize(self, q: Quantizer, src: str, shape: tuple[int, ...], source: str, suffix: str) -> str:
+        fmt = q.fixed_format()
+        return self.add(f'{source}_{suffix}', 'quantize', [src], shape, source,
+                        fmt=Format.of(fmt.k, fmt.i, fmt.f, shape), round_mode=fmt.round_mode,
+                        overflow_mode=fmt.overflow_mode)
+
+    def weights(self, q: Quantizer, values: Any) -> tuple[np.ndarray, Format]:
+        """Quantized constant exactly as Keras uses it in inference, and its per-element format."""
+        raw = _np(values)
+        fmt = q.fixed_format(raw)
+        quantized = _np(q(keras.ops.convert_to_tensor(values), training=False))
+        return quantized, Format.of(fmt.k, fmt.i, fmt.f, raw.shape)
+
+
+def _output_shape(node: Any) -> tuple[int, ...]:
+    return tuple(node.outputs[0].shape[1:])
+
+
+def _trace_linear(t: _Tracer, layer: QLinearBase, src: str, in_shape: tuple, out_shape: tuple) -> str:
+    x = t.quantize(layer.input_quantizer, src, in_shape, layer.name, 'iq')
+    kernel, bias = layer.effective_weights(None, False)
+    weight, weight_fmt = t.weights(layer.kernel_quantizer, kernel)
+    attrs: dict[str, Any] = {'weight': weight, 'weight_fmt': weight_fmt, 'bias': None}
+    if bias is not None:
+        attrs['bias'], attrs['bias_fmt'] = t.weights(layer.bias_quantizer, bias)
+    if isinstance(layer, QConvBase):
+        attrs.update(strides=layer.strides, padding=layer.padding)
+        y = t.add(layer.name, 'conv', [x], out_shape, layer.name, **attrs)
+    else:
+        y = t.add(layer.name, 'dense', [x], out_shape, layer.name, **attrs)
+    if layer.activation == 'relu':
+        y = t.add(f'{layer.name}_relu', 'relu', [y], out_shape, layer.name)
+    return y
+
+
+def _trace_table(t: _Tracer, layer: QActivation, x: str, shape: tuple) -> str:
+    """Evaluate fn with Keras on every code of the union input domain (exactly what inference computes)."""
+    fin = layer.input_quantizer.fixed_format()
+    k, i, f = (np.broadcast_to(a, shape) for a in (fin.k, fin.i, fin.f))
+    live = (k + i + f) > 0
+    domain_f = int(f[live].max()) if live.any() else 0
+    lo = min(int(np.min(np.where(live, -k * 2.0 ** (i + domain_f), 0))), 0)
+    hi = max(int(np.max(np.where(live, 2.0 ** (i + domain_f) - 2.0 ** (domain_f - f), 0))), 0)
+    if (hi - lo + 1) > 2**MAX_TABLE_BITS:
+        raise ValueError(f'{layer.name}: the lookup table of {layer.activation!r} would need {hi - lo + 1} entries '
+                         f'(more than 2^{MAX_TABLE_BITS}); narrow its input quantizer')
+    grid = (np.arange(lo, hi + 1, dtype=np.float64) * 2.0**-domain_f).astype(np.float32)
+    table = _np(layer.fn(keras.ops.convert_to_tensor(grid)))
+    fout = layer.output_quantizer.fixed_format()
+    return t.add(layer.name, 'table', [x], shape, layer.name, table=table, domain_f=domain_f, domain_min_code=lo,
+                 out_fmt=Format.of(fout.k, fout.i, fout.f, shape), round_mode=fout.round_mode,
+                 overflow_mode=fout.overflow_mode, function=layer.activation)
+
+
+def _trace_layer(t: _Tracer, layer: Any, srcs: list[str], in_shape: tuple, out_shape: tuple) -> str:
+    src = srcs[0]
+    if isinstance(layer, QQuantize):
+        return t.quantize(layer.quantizer, src, out_shape, layer.name, 'q')
+    if isinstance(layer, (QDense, QConvBase)):
+        return _trace_linear(t, layer, src, in_shape, out_shape)
+    if isinstance(layer, QBatchNormalization):
+        x = t.quantize(layer.input_quantizer, src, in_shape, layer.name, 'iq')
+        scale, offset = layer._scale_offset(None, False)
+        s, sf = t.weights(layer.scale_quantizer, scale)
+        o, of = t.weights(layer.offset_quantizer, offset)
+        return t.add(layer.name, 'affine', [x], out_shape, layer.name, scale=s, scale_fmt=sf, offset=o, offset_fmt=of)
+    if isinstance(layer, QActivation):
+        x = src
+        if layer.input_quantizer is not None:
+            x = t.quantize(layer.input_quantizer, x, in_shape, layer.name, 'iq')
+        if layer.is_table:
+            return _trace_table(t, layer, x, out_shape)
+        if layer.activation == 'relu':
+            x = t.add(f'{layer.name}_relu', 'relu', [x], out_shape, layer.name)
+        if layer.output_quantizer is not None:
+            x = t.quantize(layer.output_quantizer, x, out_shape, layer.name, 'oq')
+        return x
+    if isinstance(layer, (keras.layers.MaxPooling1D, keras.layers.MaxPooling2D)):
+        return t.add(layer.name, 'max_pool', [src], out_shape, layer.name, **_pool_attrs(layer))
+    if isinstance(layer, (QAveragePooling1D, QAveragePooling2D)):
+        fmt = layer.output_quantizer.fixed_format()
+        return t.add(layer.name, 'avg_pool', [src], out_shape, layer.name, fmt=Format.of(fmt.k, fmt.i, fmt.f, out_shape),
+                     round_mode=fmt.round_mode, overflow_mode=fmt.overflow_mode, **_pool_attrs(layer))
+    if isinstance(layer, keras.layers.Add):
+        return t.add(layer.name, 'add', srcs, out_shape, layer.name)
+    if isinstance(layer, keras.layers.Concatenate):
+        axis = layer.axis if layer.axis >= 0 else len(out_shape) + layer.axis + 1
+        return t.add(layer.name, 'concat', srcs, out_shape, layer.name, axis=axis - 1)
+    if isinstance(layer, (keras.layers.Flatten, keras.layers.Reshape)):
+        return t.add(layer.name, 'reshape', [src], out_shape, layer.name)
+    if isinstance(layer, keras.layers.Dropout):
+        return src
+    raise ValueError(f'layer {layer.name!r} ({type(layer).__name__}) cannot be exported exactly; supported: '
+                     f'{SUPPORTED}. A float Keras layer has no fixed-point format: use its hgq.layers counterpart')
+
+
+def _pool_attrs(layer: Any) -> dict[str, Any]:
+    return {'pool_size': tuple(layer.pool_size), 'strides': tuple(layer.strides), 'padding': layer.padding}
+
+
+def from_model(model: keras.Model) -> Graph:
+    """The fixed-point graph of a built, calibrated model (see hgq.training.calibrate)."""
+    functional = getattr(model, '_functional', None) or model
+    if not hasattr(functional, '_nodes_by_depth'):
+        raise ValueError(f'model {model.name!r} has no layer graph yet: build it on an input shape first')
+    t = _Tracer()
+    names: dict[str, str] = {}
+    for depth in sorted(functional._nodes_by_depth, reverse=True):
+        for node in functional._nodes_by_depth[depth]:
+            layer = node.operation
+            ins = node.arguments.keras_tensors
+            out_shape = _output_shape(node)
+            if isinstance(layer, keras.layers.InputLayer):
+                names[node.outputs[0].name] = t.add(layer.name, 'input', [], out_shape, layer.name)
+                continue
+            srcs = [names[k.name] for k in ins]
+            in_shape = tuple(ins[0].shape[1:])
+            names[node.outputs[0].name] = _trace_layer(t, layer, srcs, in_shape, out_shape)
+    inputs = [names[k.name] for k in functional.inputs]
+    outputs = [names[k.name] for k in functional.outputs]
+    return Graph(t.nodes, inputs, outputs)
