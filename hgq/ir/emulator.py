@@ -159,7 +159,7 @@ def _pool_windows(node: Node, x: FixedTensor) -> tuple[np.ndarray, int]:
         raise ValueError(f'{node.source}: pooling with padding={padding!r} is not supported; use "valid"')
     windows = np.lib.stride_tricks.sliding_window_view(codes, pool, axis=tuple(range(1, 1 + len(pool))))
     windows = windows[(slice(None), *(slice(None, None, s) for s in strides))]
-    return windows.reshape(*windows.shape[: 2 + len(pool) - 1], -1), fx
+    return windows.reshape(*windows.shape[: 2 + len(pool)], -1), fx  # (batch, *spatial, c, window)
 
 
 def _op_max_pool(node: Node, args: list[Any]) -> FixedTensor:
