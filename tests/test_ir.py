@@ -181,3 +181,30 @@ def test_wide_accumulators_stay_exact_in_the_emulator():
     codes = np.array([[2**61, -(2**61) - 3]], dtype=np.int64)
     out = requantize(codes, np.array([0, 0]), np.array([1, 1]), np.array([70, 70]), np.array([4, 4]), 'RND', 'WRAP')
     assert out.tolist() == [[2**65, -(2**65) - 48]]
+
+
+def test_inferred_formats_hold_every_emulated_value():
+    from hgq.quantizers import quantize_np
+
+    model = small_cnn()
+    train_and_calibrate(model, (12, 12, 1))
+    graph = ir.from_model(model)
+    infos = ir.analyze(graph)
+    tensors = ir.run(graph, make_data((12, 12, 1), 2000, 5) * 4, return_all=True)
+    for node in graph.nodes[1:]:
+        info, values = infos[node.name], tensors[node.name].values()
+        assert np.all(values >= info.lo) and np.all(values <= info.hi), node.name
+        k, i, f = (np.broadcast_to(a, values.shape[1:]) for a in (info.fmt.k, info.fmt.i, info.fmt.f))
+        assert np.array_equal(quantize_np(values, k, i, f, 'TRN', 'WRAP'), values), node.name
+
+
+def test_wide_sums_warn_that_float32_is_inexact():
+    wide = {'f_init': 14}
+    model = keras.Sequential([keras.Input((64,)), QDense(4, input_quantizer=wide, kernel_quantizer=wide)])
+    train_and_calibrate(model, (64,))
+    with pytest.warns(UserWarning, match='float32'):
+        graph = ir.from_model(model)
+    assert ir.float32_inexact_nodes(graph)[0][1] > 24
+    narrow = keras.Sequential([keras.Input((64,)), QDense(4)])
+    train_and_calibrate(narrow, (64,))
+    assert ir.float32_inexact_nodes(ir.from_model(narrow)) == []

@@ -20,6 +20,7 @@ from ..layers import (
 )
 from ..layers.linear import QConvBase, QDense, QLinearBase
 from ..quantizers.base import Quantizer
+from .analysis import warn_if_float32_inexact
 from .graph import Format, Graph, Node
 
 MAX_TABLE_BITS = 20
@@ -165,4 +166,6 @@ def from_model(model: keras.Model) -> Graph:
             names[node.outputs[0].name] = _trace_layer(t, layer, srcs, in_shape, out_shape)
     inputs = [names[k.name] for k in functional.inputs]
     outputs = [names[k.name] for k in functional.outputs]
-    return Graph(t.nodes, inputs, outputs)
+    graph = Graph(t.nodes, inputs, outputs)
+    warn_if_float32_inexact(graph)
+    return graph
