@@ -5,4 +5,5 @@ from .emulator import FixedTensor, predict, run
 from .from_keras import from_model
 from .graph import Format, Graph, Node
 
-__all__ = ['TensorInfo', 'analyze', 'float32_inexact_nodes', 'FixedTensor', 'Format', 'Graph', 'Node', 'from_model', 'predict', 'run']
+__all__ = ['FixedTensor', 'Format', 'Graph', 'Node', 'TensorInfo', 'analyze', 'float32_inexact_nodes', 'from_model',
+           'predict', 'run']

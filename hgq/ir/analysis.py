@@ -64,7 +64,10 @@ def _linear_info(x: TensorInfo, weight: np.ndarray, wfmt: Format, bias: np.ndarr
     wpos, wneg = np.maximum(weight, 0.0), np.minimum(weight, 0.0)
     xlo, xhi = patches(x.lo), patches(x.hi)
     axes = weight.ndim - 1
-    contract = (lambda a, w: np.tensordot(a, w, axes=axes))
+
+    def contract(a: np.ndarray, w: np.ndarray) -> np.ndarray:
+        return np.tensordot(a, w, axes=axes)
+
     hi = contract(xhi, wpos) + contract(xlo, wneg)
     lo = contract(xlo, wpos) + contract(xhi, wneg)
     magnitude = contract(np.maximum(np.abs(xlo), np.abs(xhi)), np.abs(weight))

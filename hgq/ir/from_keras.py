@@ -127,8 +127,9 @@ def _trace_layer(t: _Tracer, layer: Any, srcs: list[str], in_shape: tuple, out_s
         return t.add(layer.name, 'max_pool', [src], out_shape, layer.name, **_pool_attrs(layer))
     if isinstance(layer, (QAveragePooling1D, QAveragePooling2D)):
         fmt = layer.output_quantizer.fixed_format()
-        return t.add(layer.name, 'avg_pool', [src], out_shape, layer.name, fmt=Format.of(fmt.k, fmt.i, fmt.f, out_shape),
-                     round_mode=fmt.round_mode, overflow_mode=fmt.overflow_mode, **_pool_attrs(layer))
+        return t.add(layer.name, 'avg_pool', [src], out_shape, layer.name,
+                     fmt=Format.of(fmt.k, fmt.i, fmt.f, out_shape), round_mode=fmt.round_mode,
+                     overflow_mode=fmt.overflow_mode, **_pool_attrs(layer))
     if isinstance(layer, keras.layers.Add):
         return t.add(layer.name, 'add', srcs, out_shape, layer.name)
     if isinstance(layer, keras.layers.Concatenate):

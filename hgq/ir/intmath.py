@@ -7,8 +7,6 @@ uses floating point, so any width is exact.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from ..quantizers.modes import check_overflow_mode, check_round_mode

@@ -13,7 +13,7 @@ import keras
 from keras import ops
 
 from ..quantizers.base import Quantizer
-from .base import QLayer, QuantizerSpec, make_quantizer, serialize_quantizer
+from .base import QLayer, QuantizerSpec, build_quantizer, make_quantizer, serialize_quantizer
 
 EXACT = ('relu', 'linear')
 
@@ -28,7 +28,7 @@ class QQuantize(keras.layers.Layer):
                                                    f'{self.name}_q')
 
     def build(self, input_shape: tuple) -> None:
-        self.quantizer.build(input_shape)
+        build_quantizer(self.quantizer, input_shape)
         self.built = True
 
     def call(self, x: Any, training: bool | None = None) -> Any:
@@ -74,7 +74,7 @@ class QActivation(QLayer):
         self.in_shape = tuple(input_shape[1:])
         for q in (self.input_quantizer, self.output_quantizer):
             if q is not None:
-                q.build(input_shape)
+                build_quantizer(q, input_shape)
         self.build_cost_variables()
         self.built = True
 

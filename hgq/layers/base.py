@@ -23,7 +23,14 @@ def make_quantizer(spec: QuantizerSpec, role: str, name: str) -> Quantizer | Non
         if 'class_name' in spec and 'config' in spec:
             return keras.saving.deserialize_keras_object(spec)
         return HGQQuantizer(role=role, name=name, **spec)
-    raise TypeError(f'{name}: expected a Quantizer, a dict of HGQQuantizer arguments or None, got {type(spec).__name__}')
+    raise TypeError(f'{name}: expected a Quantizer, a dict of HGQQuantizer arguments or None, '
+                    f'got {type(spec).__name__}')
+
+
+def build_quantizer(q: Quantizer, shape: tuple) -> None:
+    """Build a quantizer unless Keras already did while deserializing it (loading a saved model)."""
+    if not q.built:
+        q.build(shape)
 
 
 def serialize_quantizer(q: Quantizer | None) -> dict[str, Any] | None:

@@ -13,7 +13,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from .base import QLayer, QuantizerSpec, check_rank, make_quantizer, serialize_quantizer
+from .base import QLayer, QuantizerSpec, build_quantizer, check_rank, make_quantizer, serialize_quantizer
 from .linear import QConvBase, QDense
 
 
@@ -110,9 +110,9 @@ class QBatchNormalization(QLayer):
         self.offset = self.add_weight(name='offset', shape=n, initializer='zeros')
         self.moving_mean = self.add_weight(name='moving_mean', shape=n, initializer='zeros', trainable=False)
         self.moving_variance = self.add_weight(name='moving_variance', shape=n, initializer='ones', trainable=False)
-        self.input_quantizer.build(input_shape)
-        self.scale_quantizer.build(n)
-        self.offset_quantizer.build(n)
+        build_quantizer(self.input_quantizer, input_shape)
+        build_quantizer(self.scale_quantizer, n)
+        build_quantizer(self.offset_quantizer, n)
         self.build_cost_variables()
         self.built = True
 

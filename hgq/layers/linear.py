@@ -13,15 +13,16 @@ from typing import Any
 import keras
 from keras import ops
 
-from .base import QLayer, QuantizerSpec, check_rank, make_quantizer, serialize_quantizer
+from .base import QLayer, QuantizerSpec, build_quantizer, check_rank, make_quantizer, serialize_quantizer
 
 EXACT_ACTIVATIONS = {None: None, 'linear': None, 'relu': ops.relu}
 
 
 def _exact_activation(layer_name: str, activation: str | None) -> str | None:
     if activation not in EXACT_ACTIVATIONS:
-        raise ValueError(f'{layer_name}: activation={activation!r} is not exact in fixed point; use None, "linear" '
-                         'or "relu" here and put any other function in a following hgq.layers.QActivation (lookup table)')
+        raise ValueError(f'{layer_name}: activation={activation!r} is not exact in fixed point; use None, '
+                         '"linear" or "relu" here and put any other function in a following '
+                         'hgq.layers.QActivation (lookup table)')
     return None if activation == 'linear' else activation
 
 
@@ -66,9 +67,9 @@ class QLinearBase(QLayer):
         self.bias = None
         if self.has_bias:
             self.bias = self.add_weight(name='bias', shape=(kshape[-1],), initializer=self.bias_initializer)
-        self.input_quantizer.build(input_shape)
-        self.kernel_quantizer.build(kshape)
-        self.bias_quantizer.build((kshape[-1],))
+        build_quantizer(self.input_quantizer, input_shape)
+        build_quantizer(self.kernel_quantizer, kshape)
+        build_quantizer(self.bias_quantizer, (kshape[-1],))
         self.build_cost_variables()
         self.build_extra(input_shape, kshape)
         self.built = True

@@ -11,7 +11,7 @@ from typing import Any
 
 import keras
 
-from .base import QuantizerSpec, make_quantizer, serialize_quantizer
+from .base import QuantizerSpec, build_quantizer, make_quantizer, serialize_quantizer
 
 
 def _register(base: type, doc: str) -> type:
@@ -36,7 +36,7 @@ class _QuantizedAveragePooling:
                                                'activation', f'{self.name}_oq')
 
     def build(self, input_shape: tuple) -> None:
-        self.output_quantizer.build(self.compute_output_shape(input_shape))
+        build_quantizer(self.output_quantizer, self.compute_output_shape(input_shape))
         self.built = True
 
     def call(self, x: Any, training: bool | None = None) -> Any:

@@ -173,8 +173,8 @@ class HGQQuantizer(Quantizer):
             q_max = round_to_step(np, hi, f, self.round_mode)
             k, i = integer_bits_of_range(np, q_min, q_max, f, ceil_log2_np)
             overflow = self.overflow_mode
-        as_int = (lambda a: np.asarray(a).astype(np.int64))
-        return FixedFormat(as_int(k), as_int(i), as_int(f), self.round_mode, overflow)
+        k, i, f = (np.asarray(a).astype(np.int64) for a in (k, i, f))
+        return FixedFormat(k, i, f, self.round_mode, overflow)
 
     def reset_range(self) -> None:
         if self.role == 'activation' and self.built:
@@ -199,7 +199,8 @@ class FixedQuantizer(Quantizer):
         if k not in (0, 1):
             raise ValueError(f'{self.name}: k={k!r} (sign bit) must be 0 or 1')
         if k + i + f < 1:
-            raise ValueError(f'{self.name}: width k+i+f = {k + i + f} is impossible; a fixed format needs at least 1 bit')
+            raise ValueError(f'{self.name}: width k+i+f = {k + i + f} is impossible; '
+                             'a fixed format needs at least 1 bit')
         self.k, self.i, self.f = int(k), int(i), int(f)
         self.round_mode = check_round_mode(round_mode)
         self.overflow_mode = check_overflow_mode(overflow_mode)
