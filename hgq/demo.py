@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     model.fit(x, y, validation_data=(xv, yv), epochs=args.epochs, batch_size=256, verbose=0, callbacks=[
         ResetRanges(), BetaScheduler(Log(1e-7, 3e-4, args.epochs)), EBOPsLogger(),
-        ParetoCheckpoint(run_dir, metrics={'val_accuracy': 'max', 'ebops': 'min'}), ProgressBar(mode='overall'),
+        ParetoCheckpoint(run_dir, metrics={'val_accuracy': 'max', 'ebops': 'min'}, overwrite=True),
+        ProgressBar(mode='overall'),
     ])
     print(f'trained {args.epochs} epochs in {time.time() - start:.0f} s')
 

@@ -54,6 +54,11 @@ class BatchNormFolding:
         kernel, bias = self.effective_weights(None, False)
         return self.ebops_of(kernel, bias)
 
+    def record_cost(self, training: bool | None, kernel: Any = None, bias: Any = None) -> None:
+        """Cost of the weights that will be deployed (moving statistics), not of this batch's fold."""
+        if training:
+            super().record_cost(training, *self.effective_weights(None, False))
+
     def get_config(self) -> dict[str, Any]:
         config = {**super().get_config(), 'momentum': self.momentum, 'epsilon': self.epsilon}
         config.pop('use_bias', None)

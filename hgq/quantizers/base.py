@@ -12,6 +12,9 @@ A quantizer is a Keras layer (its parameters are tracked, saved and trained like
   their own export description instead; layers never look inside.
 - ``role``: ``'weight'`` (quantizes constants: range from the values, no overflow) or
   ``'activation'`` (quantizes data: range from tracked statistics, overflow at inference).
+- ``calibrating``: while True, an activation quantizer observes ranges in inference-mode calls
+  (the layers then use their inference weights, e.g. batch-norm moving statistics) and applies
+  no overflow, so the ranges measured are those the deployed model will see.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class Quantizer(keras.layers.Layer):
         if role not in ROLES:
             raise ValueError(f'{type(self).__name__}: role={role!r} is not valid; use one of {ROLES}')
         self.role = role
+        self.calibrating = False
 
     def bits(self, x: Any = None) -> Any:
         raise NotImplementedError(f'{type(self).__name__} does not report bit-widths')

@@ -104,7 +104,7 @@ class HGQQuantizer(Quantizer):
     def call(self, x: Any, training: bool | None = None) -> Any:
         f = _round_ste(ops.convert_to_tensor(self.f))
         x_const = ops.stop_gradient(x)
-        if self.role == 'weight' or training:
+        if self.role == 'weight' or training or self.calibrating:
             if self.role == 'activation':
                 self._track(x_const)
             q = round_to_step(ops, x_const, ops.stop_gradient(f), self.round_mode)

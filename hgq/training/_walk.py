@@ -14,6 +14,7 @@ import keras
 
 from ..layers.base import QLayer
 from ..quantizers.base import Quantizer
+from ._backend import variable_numpy
 
 RANGE_ATTRIBUTES = ('range_min', 'range_max')
 
@@ -54,5 +55,5 @@ def range_unobserved(quantizer: Quantizer) -> bool:
     variables = range_variables(quantizer)
     if len(variables) != 2:
         return False
-    lo, hi = (keras.ops.convert_to_numpy(v) for v in variables)
+    lo, hi = (variable_numpy(v) for v in variables)
     return bool((lo > hi).any())

@@ -12,12 +12,19 @@ from typing import Any
 import keras
 import numpy as np
 
+from ._backend import model_function, values_of, variable_numpy
 from ._walk import qlayers, quantizers, range_unobserved
 
 
 def total_ebops(model: keras.layers.Layer) -> float:
     """Sum of the `ebops` variables of every QLayer (as recorded by the last training step)."""
-    return float(sum(float(np.asarray(keras.ops.convert_to_numpy(layer.ebops))) for layer in qlayers(model)))
+    return float(sum(float(variable_numpy(layer.ebops)) for layer in qlayers(model)))
+
+
+def _layer_ebops(model: keras.layers.Layer, values: list[Any]) -> list[Any]:
+    """compute_ebops() of every QLayer on the given variable values (pure, so it can be compiled)."""
+    with keras.StatelessScope(state_mapping=list(zip(model.variables, values, strict=True))):
+        return [layer.compute_ebops() for layer in qlayers(model)]
 
 
 def exact_ebops(model: keras.layers.Layer, check_calibrated: bool = True) -> float:
@@ -33,7 +40,10 @@ def exact_ebops(model: keras.layers.Layer, check_calibrated: bool = True) -> flo
         if missing:
             raise ValueError(f'exact_ebops: activation ranges of {missing} were never observed, so their bit-widths '
                              'would count as 0; run hgq.training.calibrate(model, x) on representative data first')
-    return float(sum(float(np.asarray(keras.ops.convert_to_numpy(layer.compute_ebops()))) for layer in layers))
+    if not layers:
+        return 0.0
+    values = model_function(model, _layer_ebops, tensorflow=False)(values_of(model.variables))
+    return float(sum(float(np.asarray(keras.ops.convert_to_numpy(v))) for v in values))
 
 
 class EBOPsLogger(keras.callbacks.Callback):

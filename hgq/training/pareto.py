@@ -80,7 +80,7 @@ class ParetoFront:
     def is_dominated(self, metrics: Mapping[str, Any]) -> bool:
         """True if some kept point is at least as good on every metric (ties count as dominated)."""
         gains = self._gains(self._clean(metrics))
-        return any(all(k >= g for k, g in zip(self._gains(kept), gains)) for kept in self._points.values())
+        return any(all(k >= g for k, g in zip(self._gains(kept), gains, strict=True)) for kept in self._points.values())
 
     def add(self, point_id: str, metrics: Mapping[str, Any]) -> tuple[bool, list[str]]:
         """Offer a point; returns (kept, ids of kept points it removed). Non-finite metrics are never kept."""
@@ -90,7 +90,8 @@ class ParetoFront:
         if not all(math.isfinite(v) for v in clean.values()) or self.is_dominated(clean):
             return False, []
         gains = self._gains(clean)
-        removed = [i for i, kept in self._points.items() if all(g >= k for g, k in zip(gains, self._gains(kept)))]
+        removed = [i for i, kept in self._points.items()
+                   if all(g >= k for g, k in zip(gains, self._gains(kept), strict=True))]
         for i in removed:
             del self._points[i]
         self._points[point_id] = clean
@@ -140,7 +141,7 @@ def _save_model_atomic(model: keras.Model, path: str) -> None:
             os.remove(temp)
 
 
-def read_index(directory: str) -> dict[str, Any] | None:
+def read_index(directory: str | os.PathLike) -> dict[str, Any] | None:
     """The parsed `pareto.json` of a directory, or None when there is none."""
     path = os.path.join(directory, INDEX_NAME)
     if not os.path.exists(path):
@@ -152,7 +153,7 @@ def read_index(directory: str) -> dict[str, Any] | None:
     return index
 
 
-def resume_epoch(directory: str) -> int:
+def resume_epoch(directory: str | os.PathLike) -> int:
     """Number of epochs recorded as completed: pass it to `model.fit(initial_epoch=...)` to continue."""
     index = read_index(directory)
     return 0 if index is None else int(index['last_epoch'])
@@ -163,22 +164,29 @@ class ParetoCheckpoint(keras.callbacks.Callback):
 
     Args:
         directory: where checkpoints `epoch-NNNNN.keras` (1-based epoch) and `pareto.json` live.
-            If it already holds a `pareto.json`, the front is reloaded and the run continues it.
+            If it already holds a `pareto.json`, the front is reloaded and the run continues it
+            (start fit at `initial_epoch=resume_epoch(directory)`).
         metrics: metric name -> 'max' or 'min'; names are keys of the epoch-end logs (put
             EBOPsLogger before this callback for 'ebops'; 'val_*' needs validation data).
+        overwrite: discard a previous run in `directory` (its index and checkpoints) instead.
 
     `pareto.json` holds the metric directions, `last_epoch` (epochs completed) and, per kept
     checkpoint, its file, epoch and metric values.
     """
 
-    def __init__(self, directory: str | os.PathLike, metrics: Mapping[str, str] | None = None) -> None:
+    def __init__(self, directory: str | os.PathLike, metrics: Mapping[str, str] | None = None,
+                 overwrite: bool = False) -> None:
         super().__init__()
         self.directory = os.fspath(directory)
         self.front = ParetoFront(DEFAULT_METRICS if metrics is None else metrics)
         self.last_epoch = 0
         self._epochs: dict[str, int] = {}
         os.makedirs(self.directory, exist_ok=True)
-        self._load()
+        if overwrite:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(self.directory, INDEX_NAME))
+        else:
+            self._load()
         self._remove_leftovers()
 
     @property
@@ -232,12 +240,19 @@ class ParetoCheckpoint(keras.callbacks.Callback):
                                  f'available keys: {sorted(logs)}')
         return {name: float(logs[name]) for name in self.front.objectives}
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        number = int(epoch) + 1
+    def _check_new(self, number: int) -> None:
         if number <= self.last_epoch:
             raise ValueError(f'ParetoCheckpoint: epoch {number} is already recorded in {self.directory} '
                              f'(last completed epoch {self.last_epoch}); continue with '
-                             f'model.fit(..., initial_epoch=hgq.training.resume_epoch({self.directory!r}))')
+                             f'model.fit(..., initial_epoch=hgq.training.resume_epoch({self.directory!r})), '
+                             'or pass overwrite=True to start afresh')
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._check_new(int(epoch) + 1)  # fail before training an epoch whose result could not be recorded
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        number = int(epoch) + 1
+        self._check_new(number)
         metrics = self._metrics_from(logs)
         name = checkpoint_name(number)
         kept, removed = self.front.add(name, metrics)

@@ -7,6 +7,7 @@ raising it lets the network learn before it is pushed to shed bits.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -105,9 +106,9 @@ class Piecewise:
             starts.append(_check_epoch(piece[0], 'Piecewise'))
         if starts[0] != 0:
             raise ValueError(f'Piecewise: the first piece must start at epoch 0, got {starts[0]}')
-        if any(b <= a for a, b in zip(starts, starts[1:])):
+        if any(b <= a for a, b in itertools.pairwise(starts)):
             raise ValueError(f'Piecewise: piece start epochs must be strictly increasing, got {starts}')
-        self.pieces = [(s, p[1]) for s, p in zip(starts, pieces)]
+        self.pieces = [(s, p[1]) for s, p in zip(starts, pieces, strict=True)]
 
     def __call__(self, epoch: int) -> float:
         epoch = _check_epoch(epoch, 'Piecewise')
