@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..quantizers.fixed_point import quantize_np
-from .graph import Graph, Node
+from .graph import Graph, Node, same_padding
 from .intmath import as_codes, max_bits, requantize, round_divide, shift_left, widen
 
 
@@ -64,12 +64,7 @@ def _patches(codes: np.ndarray, node: Node, kernel: tuple[int, ...]) -> np.ndarr
     strides, padding = node.attrs['strides'], node.attrs['padding']
     spatial = codes.shape[1:-1]
     if padding == 'same':
-        pads = []
-        for size, k, s in zip(spatial, kernel, strides):
-            out = -(-size // s)
-            total = max((out - 1) * s + k - size, 0)
-            pads.append((total // 2, total - total // 2))
-        codes = np.pad(codes, [(0, 0), *pads, (0, 0)])
+        codes = np.pad(codes, [(0, 0), *same_padding(spatial, kernel, strides), (0, 0)])
     windows = np.lib.stride_tricks.sliding_window_view(codes, kernel, axis=tuple(range(1, 1 + len(kernel))))
     # windows: (batch, *out_full, c, *kernel) -> strided -> (batch, *out, *kernel, c)
     index = (slice(None), *(slice(None, None, s) for s in strides))

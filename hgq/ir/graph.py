@@ -31,6 +31,20 @@ from typing import Any
 import numpy as np
 
 
+def same_padding(spatial: tuple[int, ...], kernel: tuple[int, ...],
+                 strides: tuple[int, ...]) -> list[tuple[int, int]]:
+    """(before, after) zero padding per spatial axis for Keras/TensorFlow 'same' convolutions.
+
+    The output has ceil(size / stride) positions; the odd padding element goes after (right/bottom).
+    Every backend pads this way, so it lives here once.
+    """
+    pads = []
+    for size, k, s in zip(spatial, kernel, strides):
+        total = max((-(-size // s) - 1) * s + k - size, 0)
+        pads.append((total // 2, total - total // 2))
+    return pads
+
+
 @dataclass(frozen=True)
 class Format:
     """Per-element fixed-point format; arrays broadcast to the tensor shape (no batch axis)."""

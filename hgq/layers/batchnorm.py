@@ -17,6 +17,19 @@ from .base import QLayer, QuantizerSpec, build_quantizer, check_rank, make_quant
 from .linear import QConvBase, QDense
 
 
+def _statistics(layer: Any, y: Any, training: bool | None) -> tuple[Any, Any]:
+    """Batch mean/variance of y over all but the last axis in training (updating the moving averages), else the
+    moving averages."""
+    if not training:
+        return layer.moving_mean, layer.moving_variance
+    axes = tuple(range(len(y.shape) - 1))
+    mean, var = ops.mean(y, axis=axes), ops.var(y, axis=axes)
+    m = layer.momentum
+    layer.moving_mean.assign(m * layer.moving_mean + (1 - m) * ops.stop_gradient(mean))
+    layer.moving_variance.assign(m * layer.moving_variance + (1 - m) * ops.stop_gradient(var))
+    return mean, var
+
+
 class BatchNormFolding:
     """Mixin for QLinearBase subclasses: adds γ, β and moving statistics, folds them into the weights."""
 
@@ -38,15 +51,7 @@ class BatchNormFolding:
         self.moving_variance = self.add_weight(name='moving_variance', shape=n, initializer='ones', trainable=False)
 
     def effective_weights(self, x: Any, training: bool | None) -> tuple[Any, Any]:
-        if training:
-            y = self.product(x, self.kernel)
-            axes = tuple(range(len(y.shape) - 1))
-            mean, var = ops.mean(y, axis=axes), ops.var(y, axis=axes)
-            m = self.momentum
-            self.moving_mean.assign(m * self.moving_mean + (1 - m) * ops.stop_gradient(mean))
-            self.moving_variance.assign(m * self.moving_variance + (1 - m) * ops.stop_gradient(var))
-        else:
-            mean, var = self.moving_mean, self.moving_variance
+        mean, var = _statistics(self, self.product(x, self.kernel) if training else None, training)
         scale = self.bn_gamma * ops.rsqrt(var + self.epsilon)
         return self.kernel * scale, self.bn_beta - mean * scale
 
@@ -122,14 +127,7 @@ class QBatchNormalization(QLayer):
         self.built = True
 
     def _scale_offset(self, x: Any, training: bool | None) -> tuple[Any, Any]:
-        if training:
-            axes = tuple(range(len(x.shape) - 1))
-            mean, var = ops.mean(x, axis=axes), ops.var(x, axis=axes)
-            m = self.momentum
-            self.moving_mean.assign(m * self.moving_mean + (1 - m) * ops.stop_gradient(mean))
-            self.moving_variance.assign(m * self.moving_variance + (1 - m) * ops.stop_gradient(var))
-        else:
-            mean, var = self.moving_mean, self.moving_variance
+        mean, var = _statistics(self, x, training)
         scale = self.gamma * ops.rsqrt(var + self.epsilon)
         return scale, self.offset - mean * scale
 
