@@ -122,17 +122,16 @@ def integer_bits_of_values(xp: Any, q: Any, f: Any, ceil_log2: Any) -> tuple[Any
     """
     step = xp.power(2.0, -f)
     k = xp.where(q < 0, 1.0, 0.0)
-    i = xp.where(q < 0, ceil_log2(xp.maximum(-q, step)), ceil_log2(xp.maximum(q, 0.0) + step))
-    return k, i
+    # one ceil_log2 over the magnitude that must fit: -q for negatives, q + step for the rest
+    return k, ceil_log2(xp.where(q < 0, -q, xp.maximum(q, 0.0) + step))
 
 
 def integer_bits_of_range(xp: Any, q_min: Any, q_max: Any, f: Any, ceil_log2: Any) -> tuple[Any, Any]:
     """(k, i) of the narrowest format with f fractional bits holding [q_min, q_max] (on the grid)."""
     step = xp.power(2.0, -f)
     k = xp.where(q_min < 0, 1.0, 0.0)
-    i_pos = ceil_log2(xp.maximum(q_max, 0.0) + step)
-    i_neg = ceil_log2(xp.maximum(-q_min, step))
-    return k, xp.maximum(i_pos, i_neg)
+    # ceil_log2 is monotone: the larger magnitude decides, so one call suffices
+    return k, ceil_log2(xp.maximum(xp.maximum(q_max, 0.0) + step, xp.maximum(-q_min, step)))
 
 
 @dataclass(frozen=True)

@@ -154,7 +154,7 @@ class HGQQuantizer(Quantizer):
 
     # ---------------------------------------------------------------- export
     def fixed_format(self, values: np.ndarray | None = None) -> FixedFormat:
-        f = np.round(np.asarray(keras.ops.convert_to_numpy(self.f), dtype=np.float64))
+        f = np.round(np.asarray(self.f.value, dtype=np.float64))
         if self.role == 'weight':
             if values is None:
                 raise ValueError(f'{self.name}: the format of a weight quantizer depends on the weight values')
@@ -164,8 +164,8 @@ class HGQQuantizer(Quantizer):
             k, i = integer_bits_of_values(np, q, f, ceil_log2_np)
             overflow = 'WRAP'
         else:
-            lo = keras.ops.convert_to_numpy(self.range_min).astype(np.float64)
-            hi = keras.ops.convert_to_numpy(self.range_max).astype(np.float64)
+            lo = np.asarray(self.range_min.value, dtype=np.float64)
+            hi = np.asarray(self.range_max.value, dtype=np.float64)
             if np.any(lo > hi):
                 raise ValueError(f'{self.name}: activation range never observed; run hgq.training.calibrate(model, x) '
                                  'on representative data before export')
