@@ -24,8 +24,7 @@ class QQuantize(keras.layers.Layer):
 
     def __init__(self, quantizer: QuantizerSpec = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.quantizer: Quantizer = make_quantizer({} if quantizer is None else quantizer, 'activation',
-                                                   f'{self.name}_q')
+        self.quantizer: Quantizer = make_quantizer(self.name, 'quantizer', quantizer, 'activation', {})
 
     def build(self, input_shape: tuple) -> None:
         build_quantizer(self.quantizer, input_shape)
@@ -65,10 +64,8 @@ class QActivation(QLayer):
         self.activation = activation
         self.is_table = activation not in EXACT
         default = {} if self.is_table else None
-        self.input_quantizer = make_quantizer(default if input_quantizer is None else input_quantizer,
-                                              'activation', f'{self.name}_iq')
-        self.output_quantizer = make_quantizer(default if output_quantizer is None else output_quantizer,
-                                               'activation', f'{self.name}_oq')
+        self.input_quantizer = make_quantizer(self.name, 'input_quantizer', input_quantizer, 'activation', default)
+        self.output_quantizer = make_quantizer(self.name, 'output_quantizer', output_quantizer, 'activation', default)
 
     def build(self, input_shape: tuple) -> None:
         self.in_shape = tuple(input_shape[1:])
@@ -89,7 +86,7 @@ class QActivation(QLayer):
 
     def compute_ebops(self) -> Any:
         if not self.is_table or self.input_quantizer is None or self.output_quantizer is None:
-            return ops.convert_to_tensor(0.0)
+            return ops.zeros((), dtype='float32')
         bits_in = ops.broadcast_to(self.input_quantizer.bits(), self.in_shape)
         return ops.sum(bits_in * self.output_quantizer.bits())
 

@@ -13,18 +13,23 @@ from ..quantizers.hgq_quantizer import HGQQuantizer
 QuantizerSpec = Quantizer | dict[str, Any] | None
 
 
-def make_quantizer(spec: QuantizerSpec, role: str, name: str) -> Quantizer | None:
-    """Build a quantizer from an instance, a dict of HGQQuantizer arguments, a serialized config, or None."""
+def make_quantizer(layer_name: str, argument: str, spec: QuantizerSpec, role: str,
+                   default: dict[str, Any] | None = None) -> Quantizer | None:
+    """The quantizer for a layer argument: an instance, a dict of HGQQuantizer arguments, a serialized
+    config, or None (then `default`: a dict of HGQQuantizer arguments, or None for no quantizer)."""
+    if spec is None:
+        spec = default
     if spec is None:
         return None
+    name = f'{layer_name}_{argument}'
     if isinstance(spec, Quantizer):
         return spec
     if isinstance(spec, dict):
         if 'class_name' in spec and 'config' in spec:
             return keras.saving.deserialize_keras_object(spec)
         return HGQQuantizer(role=role, name=name, **spec)
-    raise TypeError(f'{name}: expected a Quantizer, a dict of HGQQuantizer arguments or None, '
-                    f'got {type(spec).__name__}')
+    raise TypeError(f'{layer_name}: {argument}={spec!r} is not valid; give a Quantizer, a dict of HGQQuantizer '
+                    'arguments (e.g. {"f_init": 4, "overflow_mode": "WRAP"}) or None for the default')
 
 
 def build_quantizer(q: Quantizer, shape: tuple) -> None:
@@ -34,7 +39,12 @@ def build_quantizer(q: Quantizer, shape: tuple) -> None:
 
 
 def serialize_quantizer(q: Quantizer | None) -> dict[str, Any] | None:
-    return None if q is None else keras.saving.serialize_keras_object(q)
+    """The quantizer's config without its build state: the owning layer builds it for its own input shape."""
+    if q is None:
+        return None
+    config = keras.saving.serialize_keras_object(q)
+    config.pop('build_config', None)
+    return config
 
 
 def check_rank(layer: keras.layers.Layer, input_shape: tuple, allowed: tuple[int, ...]) -> None:
@@ -65,13 +75,14 @@ class QLayer(keras.layers.Layer):
 
     def compute_ebops(self) -> Any:
         """Differentiable EBOPs from the current bit-widths (0 for layers without multiplications)."""
-        return ops.convert_to_tensor(0.0)
+        return ops.zeros((), dtype='float32')
 
     def record_cost(self, training: bool | None) -> None:
         if not training:
             return
         ebops = self.compute_ebops()
-        self.ebops.assign(ops.stop_gradient(ebops))
+        # the stored figure keeps the variable's dtype: on JAX a changed dtype recompiles the train step
+        self.ebops.assign(ops.cast(ops.stop_gradient(ebops), self.ebops.dtype))
         self.add_loss(self.beta * ebops)
 
     def quantizers(self) -> dict[str, Quantizer]:

@@ -105,12 +105,9 @@ class QBatchNormalization(QLayer):
         if not epsilon > 0:
             raise ValueError(f'{self.name}: epsilon={epsilon!r} must be positive')
         self.momentum, self.epsilon = float(momentum), float(epsilon)
-        self.input_quantizer = make_quantizer({} if input_quantizer is None else input_quantizer,
-                                              'activation', f'{self.name}_iq')
-        self.scale_quantizer = make_quantizer({} if scale_quantizer is None else scale_quantizer,
-                                              'weight', f'{self.name}_sq')
-        self.offset_quantizer = make_quantizer({} if offset_quantizer is None else offset_quantizer,
-                                               'weight', f'{self.name}_oq')
+        self.input_quantizer = make_quantizer(self.name, 'input_quantizer', input_quantizer, 'activation', {})
+        self.scale_quantizer = make_quantizer(self.name, 'scale_quantizer', scale_quantizer, 'weight', {})
+        self.offset_quantizer = make_quantizer(self.name, 'offset_quantizer', offset_quantizer, 'weight', {})
 
     def build(self, input_shape: tuple) -> None:
         check_rank(self, input_shape, (2, 3, 4))
@@ -137,7 +134,7 @@ class QBatchNormalization(QLayer):
         y = x * self.scale_quantizer(scale, training=training) + self.offset_quantizer(offset, training=training)
         if training:
             ebops = self._ebops_of(scale, offset)
-            self.ebops.assign(ops.stop_gradient(ebops))
+            self.ebops.assign(ops.cast(ops.stop_gradient(ebops), self.ebops.dtype))
             self.add_loss(self.beta * ebops)
         return y
 

@@ -42,12 +42,9 @@ class QLinearBase(QLayer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.input_quantizer = make_quantizer({} if input_quantizer is None else input_quantizer,
-                                              'activation', f'{self.name}_iq')
-        self.kernel_quantizer = make_quantizer({} if kernel_quantizer is None else kernel_quantizer,
-                                               'weight', f'{self.name}_kq')
-        self.bias_quantizer = make_quantizer({} if bias_quantizer is None else bias_quantizer,
-                                             'weight', f'{self.name}_bq')
+        self.input_quantizer = make_quantizer(self.name, 'input_quantizer', input_quantizer, 'activation', {})
+        self.kernel_quantizer = make_quantizer(self.name, 'kernel_quantizer', kernel_quantizer, 'weight', {})
+        self.bias_quantizer = make_quantizer(self.name, 'bias_quantizer', bias_quantizer, 'weight', {})
 
     # subclasses: the kernel shape, the product, the output channel count
     def kernel_shape(self, input_shape: tuple) -> tuple[int, ...]:
@@ -100,7 +97,7 @@ class QLinearBase(QLayer):
         if not training:
             return
         ebops = self.ebops_of(kernel, bias)
-        self.ebops.assign(ops.stop_gradient(ebops))
+        self.ebops.assign(ops.cast(ops.stop_gradient(ebops), self.ebops.dtype))
         self.add_loss(self.beta * ebops)
 
     def compute_ebops(self) -> Any:

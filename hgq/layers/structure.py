@@ -32,8 +32,7 @@ class _QuantizedAveragePooling:
 
     def __init__(self, *args: Any, output_quantizer: QuantizerSpec = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.output_quantizer = make_quantizer({} if output_quantizer is None else output_quantizer,
-                                               'activation', f'{self.name}_oq')
+        self.output_quantizer = make_quantizer(self.name, 'output_quantizer', output_quantizer, 'activation', {})
 
     def build(self, input_shape: tuple) -> None:
         build_quantizer(self.output_quantizer, self.compute_output_shape(input_shape))
