@@ -32,7 +32,8 @@ GRANULARITIES = ('element', 'channel', 'tensor')
 LN2 = math.log(2.0)
 
 # Defaults chosen so that a fresh layer is not zeroed: Glorot-uniform weights of a 4096-input
-# Dense lie within ±0.037, and a 2^-8 step keeps > 90% of them non-zero (tests/test_defaults.py).
+# Dense lie within ±0.037, and a 2^-8 step keeps > 90% of them non-zero
+# (tests/test_layers.py::test_default_qdense_weights_survive_quantization).
 DEFAULT_WEIGHT_F = 8.0
 DEFAULT_ACTIVATION_F = 6.0
 
