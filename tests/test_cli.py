@@ -1,0 +1,49 @@
+"""The `hgq` command: export a checkpoint to hls4ml and check it, and its errors."""
+
+import os
+import shutil
+
+import keras
+import numpy as np
+import pytest
+
+from hgq.cli import main
+from hgq.layers import QDense
+from hgq.training import calibrate
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    model = keras.Sequential([keras.Input((6,)), QDense(8, activation='relu'), QDense(3)])
+    x = rng.normal(size=(256, 6)).astype(np.float32)
+    model.compile('adam', 'mse')
+    model.fit(x, rng.normal(size=(256, 3)).astype(np.float32), epochs=1, verbose=0)
+    calibrate(model, x)
+    path = tmp_path_factory.mktemp('ckpt') / 'model.keras'
+    model.save(path)
+    np.save(path.parent / 'calib.npy', x)
+    return path
+
+
+def test_export_checks_csim_against_emulator(checkpoint, tmp_path, capsys):
+    if shutil.which('g++') is None:
+        if os.environ.get('CI') == 'true':
+            pytest.fail('g++ is required in CI: apt-get install -y g++')
+        pytest.skip('g++ not installed')
+    rc = main(['export', str(checkpoint), '--to', 'hls4ml', str(tmp_path / 'prj'), '--check', '4000',
+               '--calibration', str(checkpoint.parent / 'calib.npy')])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert '0 mismatches in 12768 outputs' in out  # (4000 random + 256 calibration) x 3 outputs
+    assert 'q_dense_iq' in out and 'quantize' in out  # the precision table
+    assert (tmp_path / 'prj' / 'build_prj.tcl').is_file()  # hls4ml's own build script
+
+
+def test_export_names_missing_and_bad_files(checkpoint, tmp_path):
+    with pytest.raises(SystemExit, match='does not exist'):
+        main(['export', str(tmp_path / 'nope.keras'), str(tmp_path / 'prj')])
+    bad = tmp_path / 'bad.npy'
+    np.save(bad, np.array([[np.nan] * 6]))
+    with pytest.raises(SystemExit, match='NaN'):
+        main(['export', str(checkpoint), str(tmp_path / 'prj'), '--calibration', str(bad)])
