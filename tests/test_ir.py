@@ -208,3 +208,24 @@ def test_wide_sums_warn_that_float32_is_inexact():
     narrow = keras.Sequential([keras.Input((64,)), QDense(4)])
     train_and_calibrate(narrow, (64,))
     assert ir.float32_inexact_nodes(ir.from_model(narrow)) == []
+
+
+def test_table_with_a_pruned_element_of_larger_f():
+    """A pruned input element (code 0) may carry more fractional bits than the live ones."""
+    from hgq.ir.graph import Format, Graph, Node
+
+    in_fmt = Format.of([1, 0], [1, -6], [2, 4])  # element 1: width 0+(-6)+4 < 0, pruned
+    table = np.tanh(np.arange(-8, 8) / 4.0)  # codes -8..7 at f=2
+    nodes = [
+        Node('x', 'input', [], (2,)),
+        Node('q', 'quantize', ['x'], (2,), {'fmt': in_fmt, 'round_mode': 'TRN', 'overflow_mode': 'SAT'}),
+        Node('t', 'table', ['q'], (2,), {'table': table, 'domain_f': 2, 'domain_min_code': -8,
+                                         'out_fmt': Format.of(1, 0, 6), 'round_mode': 'RND', 'overflow_mode': 'SAT'}),
+    ]
+    x = np.array([[-2.0, 0.3], [1.25, -0.7], [0.5, 0.0]])
+    got = ir.predict(Graph(nodes, ['x'], ['t']), x)
+    from hgq.quantizers import quantize_np
+
+    expected = quantize_np(np.tanh(np.stack([np.clip(np.floor(x[:, 0] * 4) / 4, -2, 1.75), np.zeros(3)], 1)),
+                           1, 0, 6, 'RND', 'SAT')
+    assert np.array_equal(got, expected)

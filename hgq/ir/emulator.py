@@ -137,7 +137,9 @@ def _op_table(node: Node, args: list[Any]) -> FixedTensor:
     a = node.attrs
     x = args[0]
     domain_f, lo = a['domain_f'], a['domain_min_code']
-    index = x.lifted(domain_f) - lo
+    # domain_f is the largest f of the live elements; pruned ones (code 0) may have a larger f
+    lift = np.maximum(domain_f - np.broadcast_to(x.f, x.codes.shape[1:]), 0)
+    index = shift_left(x.codes, lift) - lo
     values = np.asarray(a['table'])[index.astype(np.int64)]
     fmt = a['out_fmt']
     k, i, f = (np.broadcast_to(v, node.shape) for v in (fmt.k, fmt.i, fmt.f))

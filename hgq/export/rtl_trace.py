@@ -1,0 +1,562 @@
+"""Trace a fixed-point Graph (`hgq.ir`) through da4ml's symbolic tracer, node by node.
+
+Each IR op becomes the da4ml operations that compute the same integers (the semantics are those of
+`hgq.ir.emulator`; the tracer keeps exact (low, high, step) intervals per element):
+
+| IR op | da4ml |
+|---|---|
+| input | one input port per element, quantized to the *port format* (WRAP, TRN: what a port can do) |
+| quantize | `x.quantize(k, i, f, overflow_mode, round_mode)` per element (TRN/RND; WRAP/SAT/SAT_SYM) |
+| dense | `x @ W` (da4ml's constant-matrix solver; W split into float32-exact parts) `+ b` |
+| conv | zero padding, sliding windows, then as dense on every window |
+| affine | `x * scale + offset` (shift-and-add constant multiplication) |
+| relu | `x.relu()` |
+| table | `v.lookup(entries)`: a ROM per element over the values it can take, holding the IR's own table |
+| | entries after the IR's output quantizer (any rounding mode: entries are constants computed here) |
+| max_pool | `np.amax` over windows ('valid' padding, as the emulator) |
+| avg_pool | window sum, exact rounded division by the window size (a shift, or a reciprocal multiplication) |
+| add, concat, reshape | `+`, `np.concatenate`, `reshape` |
+
+Several graph inputs/outputs are flattened and concatenated, in the graph's order, into one input
+vector and one output vector.
+
+da4ml 0.6 departs from ap_fixed (and from our emulator) in four places; each is worked around here and
+held by tests/test_export_rtl.py (random IR graphs):
+
+1. a constant quantized with WRAP folds wrongly (Decimal's truncating `%`; modulus 2^(i+1) for unsigned
+   formats): constants are quantized here with `quantize_np`;
+2. WRAP of a possibly negative value into an unsigned format with i > i_x + 1 wraps modulo 2^(i_x+1)
+   instead of 2^i (`_fix_unsigned_wrap`);
+3. SAT_SYM of a 1-bit signed format clips to 0, where ap_fixed keeps -1 (done as SAT there);
+4. constants can carry a negative scale factor, after which `max` picks the wrong operand, and the
+   constant-matrix solver can drop non-zero constant inputs: constants are normalized after every node
+   (`_normalize_constants`) and taken out of matrix products as an exact offset (`_matmul`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from math import prod
+from typing import Any
+
+import numpy as np
+
+from ..ir.graph import Format, Graph, Node, same_padding
+from ..ir.intmath import round_divide
+from ..quantizers.fixed_point import quantize_np
+from ..quantizers.modes import check_overflow_mode, check_round_mode
+
+#: integer bits added above the widest saturating input quantizer in the default port format, so
+#: that inputs up to 2^3 = 8x beyond the calibrated range still reach the quantizer and saturate
+INPUT_HEADROOM_BITS = 3
+DA4ML_ROUND_MODES = ('TRN', 'RND')
+#: da4ml represents constants with at most 32 fractional bits (`_const_f`) and the constant-matrix
+#: solver reads float32 matrices; constants outside these bounds are refused rather than rounded
+MAX_CONST_F = 31
+MAX_TABLE_ENTRY_BITS = 31
+
+
+@dataclass(frozen=True)
+class PortFormat:
+    """The fixed-point format of one graph input's port: per element (k, i, f), signed words of k+i+f bits."""
+
+    name: str
+    shape: tuple[int, ...]
+    fmt: Format
+
+    @property
+    def width(self) -> int:
+        return int(np.max(self.fmt.width, initial=0))
+
+    def describe(self) -> str:
+        k, i, f = (np.unique(a) for a in (self.fmt.k, self.fmt.i, self.fmt.f))
+        if len(k) == len(i) == len(f) == 1:
+            kk, ii, ff = int(k[0]), int(i[0]), int(f[0])
+            return (f'{self.name}: {prod(self.shape)} x {"ap_fixed" if kk else "ap_ufixed"}<{kk + ii + ff},{kk + ii}> '
+                    f'(k={kk}, i={ii}, f={ff}; step 2^-{ff}, range [{-kk * 2.0**ii}, {2.0**ii - 2.0**-ff}])')
+        return f'{self.name}: per-element formats, widths {int(self.fmt.width.min())}..{self.width} bits'
+
+    def representable(self, x: np.ndarray) -> np.ndarray:
+        """Boolean mask (batch-shaped like x) of values that the port carries exactly."""
+        k, i, f = (np.broadcast_to(a, self.shape) for a in (self.fmt.k, self.fmt.i, self.fmt.f))
+        q = quantize_np(x, k, i, f, 'TRN', 'WRAP')
+        return q == x
+
+
+def _fail(node: Node, what: str) -> NotImplementedError:
+    return NotImplementedError(f'layer {node.source or node.name!r} (IR node {node.name!r}, op {node.op!r}): {what}')
+
+
+# ------------------------------------------------------------------------------------------- port formats
+def _consumers(graph: Graph, name: str) -> list[Node]:
+    return [n for n in graph.nodes if name in n.inputs]
+
+
+def default_port_format(graph: Graph, name: str) -> Format:
+    """Signed, uniform over the tensor: f = the finest quantizer's f (+1 bit for RND: its rounding sees the
+    half-step bit), i = the widest quantizer's i (+INPUT_HEADROOM_BITS for SAT/SAT_SYM: larger inputs saturate)."""
+    node = graph.node(name)
+    f_port, i_port = None, None
+    for q in _consumers(graph, name):
+        if q.op != 'quantize':
+            raise ValueError(f'{q.source or q.name}: graph input {name!r} feeds {q.op!r} directly; start the model '
+                             'with a quantizer (every hgq weighted layer quantizes its own input)')
+        fmt = q.attrs['fmt'].broadcast(node.shape)
+        live = fmt.width > 0
+        if not live.any():
+            continue
+        rnd = check_round_mode(q.attrs['round_mode'])
+        sat = check_overflow_mode(q.attrs['overflow_mode']) != 'WRAP'
+        f = int(fmt.f[live].max()) + (rnd != 'TRN')
+        i = int(fmt.i[live].max()) + (INPUT_HEADROOM_BITS if sat else 0)
+        f_port = f if f_port is None else max(f_port, f)
+        i_port = i if i_port is None else max(i_port, i)
+    if f_port is None:  # every element pruned: a 1-bit port that nothing reads
+        f_port, i_port = 0, 0
+    if i_port + f_port + 1 <= 0:
+        i_port = -f_port
+    return Format.of(1, i_port, f_port, node.shape)
+
+
+def port_formats(graph: Graph, input_format: Any = None) -> list[PortFormat]:
+    """The port format of every graph input: `input_format` as given ((k, i, f) for all inputs, or a list of
+    one per input; arrays broadcast per element), else `default_port_format`."""
+    specs: Sequence[Any]
+    if input_format is None:
+        specs = [None] * len(graph.inputs)
+    elif isinstance(input_format, Format) or (isinstance(input_format, tuple) and len(input_format) == 3
+                                              and not isinstance(input_format[0], (tuple, Format))):
+        specs = [input_format] * len(graph.inputs)
+    else:
+        specs = list(input_format)
+        if len(specs) != len(graph.inputs):
+            raise ValueError(f'input_format: {len(specs)} formats for {len(graph.inputs)} graph inputs')
+    ports = []
+    for name, spec in zip(graph.inputs, specs):
+        shape = graph.node(name).shape
+        if spec is None:
+            fmt = default_port_format(graph, name)
+        elif isinstance(spec, Format):
+            fmt = spec.broadcast(shape)
+        else:
+            fmt = Format.of(*spec, shape=shape)
+        if np.any(fmt.k < 0) or np.any(fmt.k > 1):
+            raise ValueError(f'input_format for {name!r}: k must be 0 or 1')
+        if np.any(fmt.width <= 0):
+            raise ValueError(f'input_format for {name!r}: every element needs k + i + f >= 1 bits')
+        ports.append(PortFormat(name, shape, fmt))
+    return ports
+
+
+# ------------------------------------------------------------------------------------------- helpers
+def _fva(vars_: np.ndarray, like: Any) -> Any:
+    from da4ml.trace import FixedVariableArray
+
+    return FixedVariableArray(vars_, like.solver_options, hwconf=like.hwconf)
+
+
+def _raw(x: Any) -> np.ndarray:
+    return x._vars
+
+
+def _check_constant(node: Node, what: str, values: np.ndarray, f: np.ndarray) -> None:
+    live = values != 0
+    if live.any() and int(np.max(np.broadcast_to(f, values.shape)[live])) > MAX_CONST_F:
+        raise _fail(node, f'{what} has more than {MAX_CONST_F} fractional bits, beyond what da4ml 0.6 represents '
+                    'exactly; narrow its quantizer')
+
+
+def _float32_parts(w: np.ndarray) -> list[np.ndarray]:
+    """W as a sum of float32-exact matrices (da4ml's solver reads float32); one part for usual weights."""
+    parts, rest = [], np.asarray(w, dtype=np.float64)
+    while np.any(rest != 0):
+        hi = rest.astype(np.float32).astype(np.float64)
+        parts.append(hi)
+        rest = rest - hi  # exact: hi is rest rounded to 24 bits
+    return parts or [np.zeros_like(w)]
+
+
+def _exact_const_matmul(c: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """c @ w for dyadic float64 arrays, computed on Python integers and checked to be exact in float64."""
+    def scaled(a: np.ndarray) -> tuple[np.ndarray, int]:
+        bits = max((v.as_integer_ratio()[1].bit_length() - 1 for v in a.ravel().tolist()), default=0)
+        ints = np.array([int(v * 2**bits) for v in a.ravel().tolist()], dtype=object).reshape(a.shape)
+        return ints, bits
+
+    ci, cb = scaled(np.asarray(c, dtype=np.float64))
+    wi, wb = scaled(np.asarray(w, dtype=np.float64))
+    exact = ci @ wi
+    out = np.array([float(v) / 2 ** (cb + wb) for v in exact.ravel().tolist()]).reshape(exact.shape)
+    back = np.array([int(v * 2 ** (cb + wb)) for v in out.ravel().tolist()], dtype=object).reshape(exact.shape)
+    if not np.all(back == exact):
+        raise NotImplementedError('a constant product exceeds 53 bits; narrow the formats')
+    return out
+
+
+def _matmul(x: Any, w: np.ndarray) -> Any:
+    """x @ w. Constant elements of x are taken out of the constant-matrix solver and added back as an exact
+    offset: da4ml 0.6's solver drops the contribution of non-zero constant inputs to an output column whose
+    variable inputs all have zero weight (seen with a 'same'-padded convolution over pruned activations)."""
+    from da4ml.trace import FixedVariable
+
+    raw = _raw(x)
+    const = np.vectorize(lambda v: v.low == v.high, otypes=[bool])(raw).reshape(raw.shape)
+    offset = None
+    if const.any():
+        values = np.zeros(raw.shape)
+        for idx in zip(*np.nonzero(const)):
+            values[idx] = float(raw[idx].low)
+            if values[idx] != raw[idx].low:
+                raise NotImplementedError('a constant wider than 53 bits feeds a dense/conv layer')
+        offset = _exact_const_matmul(values, w)
+        raw = raw.copy()
+        zero = FixedVariable.from_const(0.0, hwconf=x.hwconf, _factor=1)
+        raw[const] = zero
+        x = _fva(raw, x)
+    parts = _float32_parts(w)
+    y = x @ parts[0]
+    for p in parts[1:]:
+        y = y + x @ p
+    if offset is not None and np.any(offset != 0):
+        y = y + offset
+    return y
+
+
+def _quantize(x: Any, fmt: Format, shape: tuple[int, ...], round_mode: str, overflow_mode: str, node: Node) -> Any:
+    rnd, ovf = check_round_mode(round_mode), check_overflow_mode(overflow_mode)
+    if rnd not in DA4ML_ROUND_MODES:
+        raise _fail(node, f'rounding mode {rnd} has no da4ml 0.6 operation (it supports '
+                    f'{", ".join(DA4ML_ROUND_MODES)}); use round_mode="RND" or "TRN" in this layer\'s quantizer')
+    k, i, f = (np.broadcast_to(a, shape) for a in (fmt.k, fmt.i, fmt.f))
+    raw_x = _raw(x)
+    const = np.vectorize(lambda v: v.low == v.high, otypes=[bool])(raw_x).reshape(raw_x.shape)
+    if const.any():
+        # da4ml 0.6 folds constants wrongly under WRAP (Decimal's truncating %, and modulus 2^(i+1) for
+        # unsigned formats): quantize constant elements here, exactly, with the emulator's own function.
+        y = _quantize_variables(x, k, i, f, rnd, ovf, ~const) if not const.all() else None
+        out = np.empty(shape, dtype=object) if y is None else _raw(y).copy()
+        for idx in zip(*np.nonzero(const)):
+            value = float(raw_x[idx].low)
+            if value != raw_x[idx].low:
+                raise _fail(node, 'a constant wider than 53 bits reaches a quantizer')
+            out[idx] = float(quantize_np(np.array(value), k[idx], i[idx], f[idx], rnd, ovf))
+        return _fva(_with_zero_consts(out, x), x)
+    return _quantize_variables(x, k, i, f, rnd, ovf, None)
+
+
+def _quantize_variables(x: Any, k: np.ndarray, i: np.ndarray, f: np.ndarray, rnd: str, ovf: str,
+                        mask: np.ndarray | None) -> Any:
+    """da4ml's quantize (plus the fixes below) on the elements in `mask` (all if None); others pass through."""
+    if mask is not None:
+        # elements outside the mask are constants handled by the caller: quantize them in a harmless format
+        k, i, f = (np.where(mask, a, d) for a, d in ((k, 1), (i, 40), (f, 40)))
+    if ovf == 'SAT_SYM':
+        # A lone sign bit (k=1, i+f=0): the emulator (and ap_fixed) keep -1, i.e. saturate like SAT,
+        # where da4ml's SAT_SYM would clip to 0.
+        lone = (k == 1) & (i + f == 0)
+        if lone.any():
+            a = x.quantize(k, i, f, overflow_mode='SAT_SYM', round_mode=rnd)
+            b = x.quantize(k, i, f, overflow_mode='SAT', round_mode=rnd)
+            return _fva(np.where(lone, _raw(b), _raw(a)), x)
+    y = x.quantize(k, i, f, overflow_mode=ovf, round_mode=rnd)
+    if ovf == 'WRAP':
+        y = _fix_unsigned_wrap(x, y, k, i, f, rnd)
+    return y
+
+
+def _fix_unsigned_wrap(x: Any, y: Any, k: np.ndarray, i: np.ndarray, f: np.ndarray, rnd: str) -> Any:
+    """da4ml 0.6 wraps a possibly negative value into an unsigned format (k=0) modulo 2^min(i, i_x + 1), with
+    i_x the integer bits of x's range, where ap_fixed (and the emulator) wrap modulo 2^i: for i > i_x + 1 a
+    negative x keeps too few of its sign-extension bits (ap_ufixed<4,3>(-1.5) = 6.5; da4ml gives 2.5).
+    For those elements: z = x wrapped to the signed format of the same width (exact in da4ml), z ≡ x mod 2^i
+    and z in [-2^(i-1), 2^(i-1)); then z + 2^i·[z < 0] is the unsigned result."""
+    raw_x = _raw(x)
+    negative = np.vectorize(lambda v: v.low < 0, otypes=[bool])(raw_x) if raw_x.size else np.zeros(0, bool)
+    fix = (k == 0) & (i + f > 0) & negative.reshape(raw_x.shape)
+    if not fix.any():
+        return y
+    out = _raw(y).copy()
+    for idx in zip(*np.nonzero(fix)):
+        ii, ff = int(i[idx]), int(f[idx])
+        z = raw_x[idx].quantize(1, ii - 1, ff, 'WRAP', rnd)
+        out[idx] = (z + z.is_negative() * 2.0**ii).quantize(0, ii, ff, 'WRAP', 'TRN')
+    return _fva(out, y)
+
+
+def _patches(raw: np.ndarray, node: Node, kernel: tuple[int, ...]) -> np.ndarray:
+    """(*out_spatial, *kernel, c) windows of one sample (object array), Keras padding and strides."""
+    strides, padding = node.attrs['strides'], node.attrs['padding']
+    spatial = raw.shape[:-1]
+    if padding == 'same':
+        raw = np.pad(raw, [*same_padding(spatial, kernel, strides), (0, 0)], constant_values=0)
+    elif padding != 'valid':
+        raise _fail(node, f'padding={padding!r} is not supported')
+    rank = len(kernel)
+    windows = np.lib.stride_tricks.sliding_window_view(raw, kernel, axis=tuple(range(rank)))
+    windows = windows[tuple(slice(None, None, s) for s in strides)]  # (*out, c, *kernel)
+    order = (*range(rank), *range(rank + 1, 2 * rank + 1), rank)
+    return np.ascontiguousarray(windows.transpose(order))
+
+
+def _pool_windows(raw: np.ndarray, node: Node) -> np.ndarray:
+    """(*out_spatial, c, window) of one sample; 'valid' padding only, as the emulator."""
+    pool, strides, padding = node.attrs['pool_size'], node.attrs['strides'], node.attrs['padding']
+    if padding != 'valid':
+        raise _fail(node, f'pooling with padding={padding!r} is not supported (the emulator has "valid" only)')
+    windows = np.lib.stride_tricks.sliding_window_view(raw, pool, axis=tuple(range(len(pool))))
+    windows = windows[tuple(slice(None, None, s) for s in strides)]
+    return windows.reshape(*windows.shape[: len(pool) + 1], -1)
+
+
+def _with_zero_consts(raw: np.ndarray, like: Any) -> np.ndarray:
+    """Object array whose plain-number entries (padding zeros, constant table outputs) become da4ml constants
+    (`from_const`, whose step is the constant's own lsb; FixedVariableArray's own conversion uses step 1)."""
+    from da4ml.trace import FixedVariable
+
+    out = np.array(raw, dtype=object, copy=True)
+    flat = out.reshape(-1)
+    for n, v in enumerate(flat):
+        if not isinstance(v, FixedVariable):
+            flat[n] = FixedVariable.from_const(float(v), hwconf=like.hwconf, _factor=1)
+    return out
+
+
+def _normalize_constants(y: Any) -> Any:
+    """Every constant element as a plain `from_const` (scale factor 1). da4ml 0.6 can leave a constant with a
+    negative scale factor (e.g. SAT clipping a value whose range lies beyond the format returns the bound
+    with the value's factor); `np.maximum`/`np.amax` over such a constant then picks the wrong operand."""
+    from da4ml.trace import FixedVariable
+
+    raw = _raw(y)
+    out, changed = raw.copy(), False
+    flat = out.reshape(-1)
+    for n, v in enumerate(flat):
+        if v.low == v.high and (v.opr != 'const' or v._factor != 1):
+            value = float(v.low)
+            if value != v.low:
+                raise AssertionError('a constant wider than 53 bits')
+            flat[n] = FixedVariable.from_const(value, hwconf=v.hwconf, _factor=1)
+            changed = True
+    return _fva(out, y) if changed else y
+
+
+# ------------------------------------------------------------------------------------------- division
+def _floor_div_magic(lo: int, hi: int, d: int) -> tuple[int, int, int]:
+    """(q0, m, n) with floor(u/d) == q0 + ((u - q0·d)·m >> n) for every integer u in [lo, hi]."""
+    q0 = lo // d
+    top = hi - q0 * d  # u - q0·d in [0, top]
+    n = max(top, 1).bit_length() + (d - 1).bit_length()
+    m = -(-(1 << n) // d)  # ceil(2^n / d): error < 1/d over [0, 2^bits) (Granlund & Montgomery)
+    if top < 1 << 22 and top * m < 1 << 62:  # exhaustive check of the identity on the reachable range
+        u = np.arange(top + 1, dtype=np.int64)
+        if not np.array_equal((u * m) >> n, u // d):
+            raise AssertionError('magic-number division failed its check')
+    return q0, m, n
+
+
+def _divide_round(total: Any, count: int, f_out: np.ndarray, rnd: str, node: Node) -> Any:
+    """round(total / count) at 2^-f_out per element, exactly as `round_divide` (TRN: floor, RND: half up).
+
+    total is an exact da4ml array; everything is lifted to integer codes u = total·2^F (F >= f_out + 1),
+    then floor((u + [RND]·count·2^(F-f_out-1)) / (count·2^(F-f_out))) is a constant multiplication by a
+    rounded-up reciprocal and a right shift (exact over the reachable range, see `_floor_div_magic`)."""
+    out = np.empty(total.shape, dtype=object)
+    flat_t, flat_f, flat_o = _raw(total).ravel(), f_out.ravel(), out.ravel()
+    for idx, (v, fo) in enumerate(zip(flat_t, flat_f)):
+        fo = int(fo)
+        if v.low == v.high:  # a constant sum: divide here, exactly as the emulator
+            num, den = float(v.low).as_integer_ratio()  # value = num / den, den a power of two
+            q = round_divide(np.array([num << max(fo, 0)], dtype=object),
+                             np.array([den * count << max(-fo, 0)], dtype=object), rnd)[0]
+            flat_o[idx] = float(q) * 2.0**-fo
+            continue
+        step = float(v.step)
+        big_f = max(int(-np.log2(step)) if step > 0 else 0, fo + 1)
+        lo_code, hi_code = int(float(v.low) * 2.0**big_f), int(float(v.high) * 2.0**big_f)
+        d = count << (big_f - fo)
+        bias = (d // 2) if rnd == 'RND' else 0
+        q0, m, n = _floor_div_magic(lo_code + bias, hi_code + bias, d)
+        # shifted = u'·2^-big_f with u' = u + bias - q0·d >= 0; scaled = u'·m·2^-n; its integer part
+        # floor(u'·m / 2^n) = floor(u' / d); add q0 back and read the integer q as the code at 2^-fo
+        shifted = v + float((bias - q0 * d) * 2.0**-big_f)
+        prod_ = shifted * float(m) if m > 1 else shifted
+        scaled = prod_ * float(2.0 ** (big_f - n))
+        q_int = scaled.quantize(1, max(int(np.ceil(np.log2(abs(float(scaled.high)) + 2))), 1) + 1, 0,
+                                overflow_mode='WRAP', round_mode='TRN')
+        flat_o[idx] = (q_int + float(q0)) * float(2.0**-fo)
+    return _fva(_with_zero_consts(out, total), total)
+
+
+# ------------------------------------------------------------------------------------------- ops
+def _op_quantize(node: Node, args: list[Any]) -> Any:
+    a = node.attrs
+    return _quantize(args[0], a['fmt'], node.shape, a['round_mode'], a['overflow_mode'], node)
+
+
+def _op_dense(node: Node, args: list[Any]) -> Any:
+    a = node.attrs
+    _check_constant(node, 'its weight', a['weight'], a['weight_fmt'].f)
+    y = _matmul(args[0], a['weight'])
+    if a.get('bias') is not None:
+        _check_constant(node, 'its bias', a['bias'], a['bias_fmt'].f)
+        y = y + a['bias']
+    return y
+
+
+def _op_conv(node: Node, args: list[Any]) -> Any:
+    a = node.attrs
+    weight = a['weight']
+    _check_constant(node, 'its weight', weight, a['weight_fmt'].f)
+    kernel = weight.shape[:-2]
+    x = args[0]
+    patches = _patches(_raw(x), node, kernel)
+    out_spatial = patches.shape[: len(kernel)]
+    flat = _fva(_with_zero_consts(patches.reshape(*out_spatial, -1), x), x)
+    y = _matmul(flat, weight.reshape(-1, weight.shape[-1]))
+    if a.get('bias') is not None:
+        _check_constant(node, 'its bias', a['bias'], a['bias_fmt'].f)
+        y = y + a['bias']
+    return y
+
+
+def _op_affine(node: Node, args: list[Any]) -> Any:
+    a = node.attrs
+    _check_constant(node, 'its scale', a['scale'], a['scale_fmt'].f)
+    _check_constant(node, 'its offset', a['offset'], a['offset_fmt'].f)
+    x = args[0]
+    scale = np.broadcast_to(a['scale'], node.shape)
+    offset = np.broadcast_to(a['offset'], node.shape)
+    out = np.empty(node.shape, dtype=object)
+    for idx in np.ndindex(node.shape):
+        out[idx] = _raw(x)[idx] * float(scale[idx]) + float(offset[idx])
+    return _fva(_with_zero_consts(out, x), x)
+
+
+def _op_relu(node: Node, args: list[Any]) -> Any:
+    return args[0].relu()
+
+
+def _op_table(node: Node, args: list[Any]) -> Any:
+    a = node.attrs
+    x = args[0]
+    table = np.asarray(a['table'], dtype=np.float64)
+    domain_f, lo = int(a['domain_f']), int(a['domain_min_code'])
+    fmt = a['out_fmt']
+    k, i, f = (np.broadcast_to(v, node.shape) for v in (fmt.k, fmt.i, fmt.f))
+    rnd, ovf = check_round_mode(a['round_mode']), check_overflow_mode(a['overflow_mode'])
+    out = np.empty(node.shape, dtype=object)
+    raw = _raw(x)
+    for idx in np.ndindex(node.shape):
+        v = raw[idx]
+        low, step = float(v.low), float(v.step)
+        n = int(round((float(v.high) - low) / step)) + 1
+        values = low + np.arange(n, dtype=np.float64) * step  # every value the element can take, in order
+        codes = np.ldexp(values, domain_f)
+        if not np.all(codes == np.round(codes)):
+            raise AssertionError(f'{node.source}: table input off the 2^-{domain_f} grid')
+        index = codes.astype(np.int64) - lo
+        if index.min() < 0 or index.max() >= len(table):
+            raise AssertionError(f'{node.source}: table input outside the traced domain')
+        entries = quantize_np(table[index], k[idx], i[idx], f[idx], rnd, ovf)  # the IR's own output quantizer
+        if np.all(entries == entries[0]):  # constant (also: a constant or pruned input)
+            out[idx] = float(entries[0])
+            continue
+        top = float(np.max(np.abs(entries))) * 2.0 ** max(int(f[idx]), 0)
+        if top >= 2.0**MAX_TABLE_ENTRY_BITS:
+            raise _fail(node, f'a table entry needs more than {MAX_TABLE_ENTRY_BITS} bits (da4ml ROMs hold int32 '
+                        'words); narrow the output quantizer')
+        out[idx] = v.lookup(entries)  # numpy table over [low, high] in steps of `step` (da4ml orders by sign)
+    return _fva(_with_zero_consts(out, x), x)
+
+
+def _op_max_pool(node: Node, args: list[Any]) -> Any:
+    x = args[0]
+    windows = _fva(_pool_windows(_raw(x), node), x)
+    return np.amax(windows, axis=-1)
+
+
+def _op_avg_pool(node: Node, args: list[Any]) -> Any:
+    a = node.attrs
+    x = args[0]
+    windows = _fva(_pool_windows(_raw(x), node), x)
+    count = windows.shape[-1]
+    total = np.sum(windows, axis=-1)
+    fmt = a['fmt']
+    k, i, f = (np.broadcast_to(v, node.shape) for v in (fmt.k, fmt.i, fmt.f))
+    rnd, ovf = check_round_mode(a['round_mode']), check_overflow_mode(a['overflow_mode'])
+    if rnd not in DA4ML_ROUND_MODES:
+        raise _fail(node, f'rounding mode {rnd} is not supported here (TRN, RND are)')
+    if count & (count - 1) == 0:  # a power of two: the division is a shift, then the usual quantizer
+        mean = total * (1.0 / count)
+        return _quantize(mean, fmt, node.shape, rnd, ovf, node)
+    mean = _divide_round(total, count, f, rnd, node)  # exact codes at f, then overflow only (as the emulator)
+    return _quantize(mean, fmt, node.shape, 'TRN', ovf, node)
+
+
+def _op_add(node: Node, args: list[Any]) -> Any:
+    y = args[0]
+    for t in args[1:]:
+        y = y + t
+    return y
+
+
+def _op_concat(node: Node, args: list[Any]) -> Any:
+    return np.concatenate(args, axis=node.attrs['axis'])
+
+
+def _op_reshape(node: Node, args: list[Any]) -> Any:
+    return args[0].reshape(node.shape)
+
+
+OPS: dict[str, Callable[[Node, list[Any]], Any]] = {
+    'quantize': _op_quantize, 'dense': _op_dense, 'conv': _op_conv, 'affine': _op_affine, 'relu': _op_relu,
+    'table': _op_table, 'max_pool': _op_max_pool, 'avg_pool': _op_avg_pool, 'add': _op_add, 'concat': _op_concat,
+    'reshape': _op_reshape,
+}
+
+
+# ------------------------------------------------------------------------------------------- driver
+@dataclass
+class Traced:
+    """da4ml's combinational logic of a graph, with how its flat input/output vectors map to the graph."""
+
+    comb: Any  # da4ml.types.CombLogic
+    ports: list[PortFormat]
+    output_names: list[str]
+    output_shapes: list[tuple[int, ...]]
+
+
+def trace(graph: Graph, input_format: Any = None) -> Traced:
+    """Feed `graph` to da4ml's tracer; see the module docstring for the op mapping."""
+    from da4ml.trace import FixedVariableArrayInput, HWConfig, comb_trace
+
+    if not isinstance(graph, Graph):
+        raise TypeError(f'need an hgq.ir.Graph (from hgq.ir.from_model), got {type(graph).__name__}')
+    ports = port_formats(graph, input_format)
+    n_in = sum(prod(p.shape) for p in ports)
+    inp = FixedVariableArrayInput((n_in,), hwconf=HWConfig(1, -1, -1))
+    env: dict[str, Any] = {}
+    offset = 0
+    for port in ports:
+        n = prod(port.shape)
+        segment = inp[offset: offset + n].reshape(port.shape)
+        env[port.name] = segment.quantize(port.fmt.k, port.fmt.i, port.fmt.f)  # ports: WRAP, TRN only
+        offset += n
+    inputs = set(graph.inputs)
+    for node in graph.nodes:
+        if node.op == 'input':
+            continue
+        if node.op not in OPS:
+            raise _fail(node, f'the RTL backend has no operation {node.op!r}; supported: {", ".join(OPS)}')
+        if node.op != 'quantize' and any(n in inputs for n in node.inputs):
+            raise ValueError(f'{node.source or node.name}: its input is the raw graph input; start the model with a '
+                             'quantizer')
+        y = _normalize_constants(OPS[node.op](node, [env[n] for n in node.inputs]))
+        if tuple(y.shape) != tuple(node.shape):
+            raise AssertionError(f'{node.name}: traced shape {y.shape} != IR shape {node.shape}')
+        env[node.name] = y
+    outs = [env[n] for n in graph.outputs]
+    flat = np.concatenate([_raw(o).ravel() for o in outs]) if outs else np.empty(0, dtype=object)
+    comb = comb_trace(_raw(inp).ravel(), flat)
+    return Traced(comb, ports, list(graph.outputs), [tuple(graph.node(n).shape) for n in graph.outputs])
