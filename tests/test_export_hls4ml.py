@@ -22,6 +22,7 @@ from typing import Any
 import keras
 import numpy as np
 import pytest
+from models import random_data, randomize_formats
 
 import hgq.ir as ir
 from hgq import layers as L
@@ -30,7 +31,7 @@ from hgq.ir.emulator import FixedTensor
 from hgq.ir.graph import Format, Graph, Node
 from hgq.ir.intmath import requantize
 from hgq.quantizers.fixed_point import quantize_np
-from hgq.quantizers.hgq_quantizer import FixedQuantizer, HGQQuantizer
+from hgq.quantizers.hgq_quantizer import FixedQuantizer
 
 N_SAMPLES = 20_000
 
@@ -54,30 +55,16 @@ def export_hls4ml() -> Any:
 
 
 # ---------------------------------------------------------------------------------------------- models
-def _randomize_formats(model: keras.Model, seed: int, act_f: tuple[int, int] = (-2, 6),
-                       weight_f: tuple[int, int] = (0, 6)) -> None:
-    """Random integer f per element: heterogeneous formats, some pruned weights and activations."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        for q in vars(layer).values():
-            if isinstance(q, HGQQuantizer) and q.built:
-                lo, hi = weight_f if q.role == 'weight' else act_f
-                q.f.assign(rng.integers(lo, hi + 1, size=q.f.shape).astype('float32'))
-
-
 def _train(model: keras.Model, x: np.ndarray, seed: int, **randomize: Any) -> keras.Model:
     from hgq.training import calibrate
 
     y = np.random.default_rng(seed).normal(size=(len(x), *model.output_shape[1:])).astype('float32')
     model.compile(keras.optimizers.Adam(3e-3), 'mse', run_eagerly=True)  # 4 steps: eager beats tracing
     model.fit(x[:1024], y[:1024], epochs=1, batch_size=256, verbose=0)
-    _randomize_formats(model, seed, **randomize)
+    randomize_formats(model, seed, **randomize)
     calibrate(model, x)
     return model
 
-
-def _data(shape: tuple[int, ...], n: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).normal(size=(n, *shape)).astype('float32')
 
 
 def mlp() -> tuple[keras.Model, np.ndarray]:
@@ -86,7 +73,7 @@ def mlp() -> tuple[keras.Model, np.ndarray]:
     y = L.QDense(64, activation='relu')(x)
     y = L.QDenseBatchNorm(32, activation='relu', input_quantizer={'overflow_mode': 'WRAP'})(y)
     y = L.QDense(5, input_quantizer={'overflow_mode': 'SAT_SYM'})(y)
-    data = _data((16,), 4000, 1)
+    data = random_data((16,), 4000, 1)
     return _train(keras.Model(x, y), data, 2), data
 
 
@@ -103,7 +90,7 @@ def cnn(granularity: str = 'element', extras: bool = False) -> tuple[keras.Model
         y = L.QAveragePooling2D(2, output_quantizer=dict(q))(y)
     y = L.QFlatten()(y)
     y = L.QDense(5, input_quantizer=dict(q))(y)
-    data = _data((10, 10, 2), 2000, 3)
+    data = random_data((10, 10, 2), 2000, 3)
     return _train(keras.Model(x, y), data, 4), data
 
 
@@ -126,7 +113,7 @@ def tables_pooling_merges() -> tuple[keras.Model, np.ndarray]:
     g = L.QActivation('sigmoid', input_quantizer={'granularity': 'tensor', 'round_mode': 'TRN'},
                       output_quantizer={'granularity': 'tensor'})(d)  # one output format: the table is quantized
     o = L.QDense(5)(g)
-    data = _data((8, 8, 1), 2000, 5)
+    data = random_data((8, 8, 1), 2000, 5)
     return _train(keras.Model(x, o), data, 6, act_f=(1, 6)), data
 
 
@@ -144,7 +131,7 @@ def sequence() -> tuple[keras.Model, np.ndarray]:
     y = L.QDense(4)(y)
     y = L.QActivation('tanh', output_quantizer={'round_mode': 'RND_CONV', 'overflow_mode': 'WRAP'})(y)
     y = L.QDense(3)(y)
-    data = _data((12, 3), 2000, 7)
+    data = random_data((12, 3), 2000, 7)
     return _train(keras.Model(x, y), data, 8, act_f=(1, 6)), data
 
 
@@ -155,7 +142,7 @@ def consecutive() -> tuple[keras.Model, np.ndarray]:
     y = L.QQuantize(FixedQuantizer(k=1, i=2, f=6, round_mode='RND', overflow_mode='WRAP'))(x)
     y = L.QFlatten()(y)
     y = L.QDense(3, input_quantizer={'granularity': 'tensor'})(y)
-    data = _data((12, 3), 1024, 9)
+    data = random_data((12, 3), 1024, 9)
     return _train(keras.Model(x, y), data, 10, act_f=(1, 4)), data
 
 

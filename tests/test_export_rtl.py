@@ -24,6 +24,7 @@ from typing import Any
 import keras
 import numpy as np
 import pytest
+from models import random_data, randomize_formats
 
 import hgq.ir as ir
 from hgq import layers as L
@@ -31,7 +32,6 @@ from hgq.ir.emulator import FixedTensor
 from hgq.ir.graph import Format, Graph, Node
 from hgq.ir.intmath import requantize
 from hgq.quantizers.fixed_point import quantize_np
-from hgq.quantizers.hgq_quantizer import HGQQuantizer
 
 N_SIM = 40_000  # samples per input scale through Verilator: 40,000 x 3 outputs = 120,000 outputs
 N_COMB = 5_000  # samples per input scale through da4ml's interpreter
@@ -78,30 +78,16 @@ def yosys() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- models
-def _randomize_formats(model: keras.Model, seed: int, act_f: tuple[int, int] = (-2, 6),
-                       weight_f: tuple[int, int] = (0, 6)) -> None:
-    """Random integer f per element: heterogeneous formats, some pruned weights and activations."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        for q in vars(layer).values():
-            if isinstance(q, HGQQuantizer) and q.built:
-                lo, hi = weight_f if q.role == 'weight' else act_f
-                q.f.assign(rng.integers(lo, hi + 1, size=q.f.shape).astype('float32'))
-
-
 def _train(model: keras.Model, x: np.ndarray, seed: int, **randomize: Any) -> Graph:
     from hgq.training import calibrate
 
     y = np.random.default_rng(seed).normal(size=(len(x), *model.output_shape[1:])).astype('float32')
     model.compile(keras.optimizers.Adam(3e-3), 'mse')
     model.fit(x, y, epochs=1, batch_size=256, verbose=0)
-    _randomize_formats(model, seed, **randomize)
+    randomize_formats(model, seed, **randomize)
     calibrate(model, x)
     return ir.from_model(model)
 
-
-def _data(shape: tuple[int, ...], n: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).normal(size=(n, *shape)).astype('float32')
 
 
 def small_mlp(seed: int = 1) -> Graph:
@@ -109,7 +95,7 @@ def small_mlp(seed: int = 1) -> Graph:
     x = keras.Input((8,))
     y = L.QDense(8, activation='relu')(x)
     y = L.QDense(3)(y)
-    return _train(keras.Model(x, y), _data((8,), 2000, seed), seed, act_f=(0, 4), weight_f=(0, 5))
+    return _train(keras.Model(x, y), random_data((8,), 2000, seed), seed, act_f=(0, 4), weight_f=(0, 5))
 
 
 def small_tanh(seed: int = 2) -> Graph:
@@ -118,7 +104,7 @@ def small_tanh(seed: int = 2) -> Graph:
     y = L.QDense(6)(x)
     y = L.QActivation('tanh')(y)
     y = L.QDense(3)(y)
-    return _train(keras.Model(x, y), _data((4,), 2000, seed), seed, act_f=(1, 4), weight_f=(0, 4))
+    return _train(keras.Model(x, y), random_data((4,), 2000, seed), seed, act_f=(1, 4), weight_f=(0, 4))
 
 
 def mlp(seed: int) -> Graph:
@@ -127,7 +113,7 @@ def mlp(seed: int) -> Graph:
     y = L.QDense(16, activation='relu')(x)
     y = L.QDenseBatchNorm(8, activation='relu', input_quantizer={'overflow_mode': 'WRAP'})(y)
     y = L.QDense(5, input_quantizer={'overflow_mode': 'SAT_SYM'})(y)
-    return _train(keras.Model(x, y), _data((16,), 2000, seed), seed)
+    return _train(keras.Model(x, y), random_data((16,), 2000, seed), seed)
 
 
 def cnn(seed: int) -> Graph:
@@ -138,7 +124,7 @@ def cnn(seed: int) -> Graph:
     y = L.QConv2DBatchNorm(3, 3, activation='relu', padding='same', input_quantizer={'overflow_mode': 'WRAP'})(y)
     y = L.QFlatten()(y)
     y = L.QDense(5)(y)
-    return _train(keras.Model(x, y), _data((8, 8, 2), 1000, seed), seed)
+    return _train(keras.Model(x, y), random_data((8, 8, 2), 1000, seed), seed)
 
 
 def tables_pooling_merges(seed: int) -> Graph:
@@ -156,7 +142,7 @@ def tables_pooling_merges(seed: int) -> Graph:
     g = L.QActivation('sigmoid', input_quantizer={'granularity': 'tensor', 'round_mode': 'TRN'},
                       output_quantizer={'granularity': 'tensor'})(d)
     o = L.QDense(5)(g)
-    return _train(keras.Model(x, o), _data((8, 8, 1), 1000, seed), seed, act_f=(1, 6))
+    return _train(keras.Model(x, o), random_data((8, 8, 1), 1000, seed), seed, act_f=(1, 6))
 
 
 def sequence(seed: int) -> Graph:
@@ -172,7 +158,7 @@ def sequence(seed: int) -> Graph:
     y = L.QDense(4)(y)
     y = L.QActivation('tanh', output_quantizer={'round_mode': 'RND_CONV', 'overflow_mode': 'WRAP'})(y)
     y = L.QDense(3)(y)
-    return _train(keras.Model(x, y), _data((12, 3), 1000, seed), seed, act_f=(1, 6))
+    return _train(keras.Model(x, y), random_data((12, 3), 1000, seed), seed, act_f=(1, 6))
 
 
 def _q(name: str, src: str, shape: tuple[int, ...], fmt: Format, rnd: str = 'RND', ovf: str = 'SAT') -> Node:
