@@ -148,7 +148,7 @@ def _check_rtl(args: argparse.Namespace, graph: Any, prj: Any, calibration: np.n
 
     simulator = 'Verilator'
     sim_dir = Path(args.out_dir) / 'verilator'
-    shutil.rmtree(sim_dir / 'src', ignore_errors=True)  # stale stage files of an earlier run would be read
+    shutil.rmtree(sim_dir, ignore_errors=True)  # a fresh build; stale stage files of an earlier run would be read
     sim = RTLProject(prj.traced, sim_dir, prj.name, args.latency_cutoff, args.clock_ns)
     with _step(timings, 'verilator_build', f'building the Verilator model in {sim.path} ({nproc} jobs)'):
         try:

@@ -15,7 +15,7 @@ Nodes, in topological order, each producing one named tensor:
 | conv | weight (*kernel, c_in, c_out), bias, strides, padding | exact N-D convolution, channels last |
 | affine | scale (c,), offset (c,) | y = x·scale + offset per channel (last axis), exact |
 | relu | | max(x, 0), exact |
-| table | table (fn at every code of the input domain), domain_f, domain_min_code, out_fmt, round_mode, overflow_mode | element-wise lookup, then quantize |
+| table | table (fn at every input code), domain_f, domain_min_code, out_fmt, round/overflow_mode | lookup, quantize |
 | max_pool | pool_size, strides, padding | exact |
 | avg_pool | pool_size, strides, padding, fmt, round_mode, overflow_mode | sum / count, then quantize |
 | add | | exact sum of the inputs |
