@@ -1,16 +1,13 @@
-"""The `hgq` command. Subcommands grow with the project: export (hls4ml), synth (RTL, Verilator, Yosys, report);
-train and report later."""
+"""The `hgq` command: train (a project's recipe), report (a training run), export (hls4ml), synth (RTL,
+Verilator, Yosys, resource report). The work itself lives in hgq.workflow and hgq.export; this module
+parses arguments and turns known errors into one clear line."""
 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
-import contextlib
 import os
-import shutil
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,20 +26,6 @@ def _load_array(path: str, what: str) -> np.ndarray:
     if bad:
         raise SystemExit(f'hgq: {what} file {path!r} has {bad} NaN/Inf values; fixed-point inputs must be finite')
     return array
-
-
-def _random_inputs(graph: Any, n: int, seed: int, name: str | None = None) -> np.ndarray:
-    """Inputs spread over twice each element's quantizer range, so that overflow paths are exercised
-    (for graph input `name`, default the first)."""
-    from hgq.ir.analysis import analyze
-
-    infos = analyze(graph)
-    name = graph.inputs[0] if name is None else name
-    first = next(node for node in graph.nodes if name in node.inputs)
-    info = infos[first.name]
-    rng = np.random.default_rng(seed)
-    span = np.maximum(info.hi - info.lo, 2.0**-8)
-    return (info.lo - span / 2 + rng.uniform(size=(n, *info.lo.shape)) * 2 * span).astype(np.float32)
 
 
 def precision_table(graph: Any) -> str:
@@ -68,6 +51,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from hgq import ir
     from hgq.export.hls4ml import export_hls4ml
     from hgq.training import calibrate
+    from hgq.workflow.synth import random_inputs
 
     if not Path(args.checkpoint).is_file():
         raise SystemExit(f'hgq export: checkpoint {args.checkpoint!r} does not exist')
@@ -83,7 +67,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     hls_model = export_hls4ml(graph, args.out_dir, backend=args.backend, io_type=f'io_{args.io}')
     print(f'\nwrote and compiled the hls4ml project in {args.out_dir} ({time.time() - start:.1f} s)')
     if args.check:
-        x = _random_inputs(graph, args.check, seed=0)
+        x = random_inputs(graph, args.check, seed=0)
         if calibration is not None:
             x = np.concatenate([x, calibration])
         expected = ir.predict(graph, x)
@@ -94,94 +78,6 @@ def cmd_export(args: argparse.Namespace) -> int:
               f'{"" if calibration is None else f", {len(calibration)} calibration"})')
         return 0 if mismatches == 0 else 1
     return 0
-
-
-@contextlib.contextmanager
-def _step(timings: dict[str, float], key: str, what: str) -> Iterator[None]:
-    """Print what is being done, then how long it took; record the seconds in `timings[key]`."""
-    print(f'{what} ...', flush=True)
-    start = time.perf_counter()
-    yield
-    timings[key] = round(time.perf_counter() - start, 2)
-    print(f'  done in {timings[key]:.1f} s', flush=True)
-
-
-def _on_port_grid(ports: list[Any], inputs: list[np.ndarray]) -> tuple[list[np.ndarray], int]:
-    """The inputs as the RTL input ports carry them (truncated and wrapped to each port's format, as
-    `RTLProject.predict(..., strict=False)` does), and how many values lay beyond the port's range (wrapped)."""
-    from hgq.quantizers.fixed_point import quantize_np
-
-    out, wrapped = [], 0
-    for x, port in zip(inputs, ports):
-        k, i, f = (np.broadcast_to(a, port.shape) for a in (port.fmt.k, port.fmt.i, port.fmt.f))
-        q = quantize_np(np.asarray(x, dtype=np.float64), k, i, f, 'TRN', 'WRAP')
-        wrapped += int(np.sum(np.abs(q - x) >= 2.0**-f))  # truncation moves a value by less than one step
-        out.append(q)
-    return out, wrapped
-
-
-def _as_list(outputs: Any) -> list[np.ndarray]:
-    return [np.asarray(o) for o in outputs] if isinstance(outputs, list) else [np.asarray(outputs)]
-
-
-def _cpu_seconds() -> float | None:
-    try:
-        import resource
-    except ImportError:  # not on Windows
-        return None
-    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-    return round(sum(u.ru_utime + u.ru_stime for u in usage), 1)
-
-
-def _timed(fn: Any) -> tuple[Any, float]:
-    start = time.perf_counter()
-    result = fn()
-    return result, round(time.perf_counter() - start, 2)
-
-
-def _check_rtl(args: argparse.Namespace, graph: Any, prj: Any, calibration: np.ndarray | None,
-               timings: dict[str, float], nproc: int) -> dict[str, Any]:
-    """Build a Verilator model of `prj`'s design in OUT_DIR/verilator and compare it with the exact emulator on
-    `args.check` random inputs (plus the calibration inputs), both fed the inputs as the RTL port carries them."""
-    from hgq import ir
-    from hgq.export.rtl import RTLProject
-
-    simulator = 'Verilator'
-    sim_dir = Path(args.out_dir) / 'verilator'
-    shutil.rmtree(sim_dir, ignore_errors=True)  # a fresh build; stale stage files of an earlier run would be read
-    sim = RTLProject(prj.traced, sim_dir, prj.name, args.latency_cutoff, args.clock_ns)
-    with _step(timings, 'verilator_build', f'building the Verilator model in {sim.path} ({nproc} jobs)'):
-        try:
-            sim.compile(nproc=nproc)
-        except ValueError as e:  # da4ml's harness packs every word into 32 bits; the RTL has no such limit
-            simulator = "da4ml's C++ interpreter"
-            print(f'  Verilator cannot simulate this design: {e}\n  checking with {simulator} of the same logic '
-                  'instead', flush=True)
-            sim.write()
-    differ = [p.name for p, q in zip(prj.verilog_files(), sim.verilog_files()) if p.read_bytes() != q.read_bytes()]
-    if differ or len(prj.verilog_files()) != len(sim.verilog_files()):
-        raise RuntimeError(f'the simulated Verilog in {sim.path} differs from the design in {prj.path}: {differ}')
-    inputs = [_random_inputs(graph, args.check, seed=0, name=name) for name in graph.inputs]
-    if calibration is not None:
-        inputs[0] = np.concatenate([inputs[0], calibration])
-    n_inputs = len(inputs[0])
-    with _step(timings, 'simulation', f'simulating {n_inputs:,} inputs and running the exact emulator'):
-        on_port, wrapped = _on_port_grid(sim.ports, inputs)
-        expected = _as_list(ir.predict(graph, *on_port))
-        run = sim.predict if simulator == 'Verilator' else sim.predict_comb
-        got = _as_list(run(*on_port, strict=False))
-        mismatches = int(sum(np.sum(g != e) for g, e in zip(got, expected)))
-        n_outputs = int(sum(e.size for e in expected))
-        # what the port costs: the emulator on the float inputs themselves (0 for the default port format)
-        port_effect = int(sum(np.sum(a != e) for a, e in zip(_as_list(ir.predict(graph, *inputs)), expected)))
-    print(f'{simulator} vs exact emulator: {mismatches} mismatches in {n_outputs} outputs ({n_inputs} inputs: '
-          f'{args.check} random incl. overflowing'
-          f'{"" if calibration is None else f", {len(calibration)} calibration"}; both fed the inputs as the '
-          f'RTL port carries them: truncated to its grid, {wrapped} values beyond its range wrapped)', flush=True)
-    print(f'  the port itself: the emulator on the float inputs differs in {port_effect} outputs', flush=True)
-    return {'simulator': simulator, 'sim_dir': str(sim.path), 'inputs': n_inputs, 'random': args.check,
-            'calibration': 0 if calibration is None else len(calibration), 'outputs': n_outputs,
-            'mismatches': mismatches, 'port_wrapped_values': wrapped, 'port_effect_outputs': port_effect}
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -195,7 +91,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from hgq.export import tools
+    from hgq.workflow.synth import SynthSettings, require_tools, synthesize_model
 
     if not Path(args.checkpoint).is_file():
         raise SystemExit(f'hgq synth: checkpoint {args.checkpoint!r} does not exist')
@@ -206,106 +102,100 @@ def _synth(args: argparse.Namespace) -> int:
     if not args.name.isidentifier():
         raise SystemExit(f'hgq synth: --name {args.name!r} must be a Verilog identifier')
     calibration = _load_array(args.calibration, 'calibration') if args.calibration else None
-    # every tool up front: a missing one is named with its install command before minutes are spent
-    tools.require_da4ml()
-    tools.verilator_root()
-    tools.require_make_and_cxx()
-    tools.find_yosys()
+    require_tools()
+    import keras
 
-    started = time.perf_counter()
-    timings: dict[str, float] = {}
-    out_dir = Path(args.out_dir)
-    with _step(timings, 'load', f'loading {args.checkpoint}'):
-        import keras
+    import hgq.layers  # noqa: F401 - registers the layers for loading
 
-        import hgq.layers  # noqa: F401 - registers the layers for loading
-        from hgq import ir
-        from hgq import report as rep
-        from hgq.export.rtl import write_rtl
-        from hgq.training import calibrate, exact_ebops
-
-        model = keras.models.load_model(args.checkpoint)
-    if calibration is not None:
-        with _step(timings, 'calibration', f'calibrating on {len(calibration)} samples from {args.calibration}'):
-            calibrate(model, calibration)
-    with _step(timings, 'ir', 'tracing the model into the fixed-point IR'):
-        graph = ir.from_model(model)
-    if calibration is not None and len(graph.inputs) != 1:
-        raise SystemExit(f'hgq synth: --calibration takes one array, the model has {len(graph.inputs)} inputs')
-    with _step(timings, 'tracing', f'tracing the IR with da4ml and writing Verilog to {out_dir / "rtl"}'):
-        prj = write_rtl(graph, out_dir / 'rtl', args.name, latency_cutoff=args.latency_cutoff,
-                        clock_period=args.clock_ns)
-    lat = prj.latency
-    print(f'  input port: {prj.describe_ports()}')
-    print(f'  latency: {lat.cycles} cycles ({lat.stages} pipeline stages) = {lat.ns:g} ns at {args.clock_ns:g} ns; '
-          f'da4ml LUT estimate {prj.comb.cost:,.0f}', flush=True)
-
-    # Yosys reads rtl/src; the Verilator build gets its own copy of the same design (RTLProject.compile rewrites
-    # its sources), so that with --jobs >= 2 Yosys runs beside the build and the simulation.
-    overlap = args.jobs >= 2 and args.check > 0
-    check = None
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        future = None
-        if overlap:
-            print('synthesizing with Yosys (synth_xilinx) in the background ...', flush=True)
-            future = pool.submit(_timed, prj.synthesize)
-        try:
-            if args.check:
-                check = _check_rtl(args, graph, prj, calibration, timings, nproc=args.jobs - overlap)
-            if future is None:
-                with _step(timings, 'yosys', 'synthesizing with Yosys (synth_xilinx)'):
-                    synthesis = prj.synthesize()
-            else:
-                print('waiting for Yosys ...', flush=True)
-                waited = time.perf_counter()
-                synthesis, timings['yosys'] = future.result()
-                timings['yosys_wait'] = round(time.perf_counter() - waited, 2)
-                print(f'  Yosys done in {timings["yosys"]:.1f} s (waited {timings["yosys_wait"]:.1f} s)', flush=True)
-        except BaseException:
-            if future is not None and not future.done():
-                print('hgq synth: stopping; waiting for the Yosys run in the background to end', file=sys.stderr)
-            raise
-    print(f'  {synthesis["LUT"]:,} LUT, {synthesis["FF"]:,} FF, {synthesis["CARRY4"]:,} CARRY4, longest path '
-          f'{synthesis.get("longest_path_cells")} cells', flush=True)
-
-    with _step(timings, 'report', 'per-layer EBOPs from the IR, da4ml per-stage figures'):
-        layers = rep.ebops_per_layer(graph)
-        try:
-            model_ebops = exact_ebops(model)
-        except ValueError:  # activation ranges never observed: no exact figure to compare with
-            model_ebops = None
-        report = {
-            'checkpoint': str(args.checkpoint), 'top': args.name, 'rtl_dir': str(prj.path),
-            'settings': {'clock_period_ns': args.clock_ns, 'latency_cutoff': args.latency_cutoff,
-                         'check': args.check, 'calibration': args.calibration, 'jobs': args.jobs,
-                         'yosys_beside_verilator': overlap},
-            'input_ports': [p.describe() for p in prj.ports],
-            'check': check,
-            'synthesis': {k: v for k, v in synthesis.items() if k not in ('latency', 'da4ml_cost_luts',
-                                                                          'da4ml_reg_bits')},
-            'latency': lat.as_dict(),
-            'da4ml': {'cost_luts': float(prj.comb.cost), 'reg_bits': synthesis.get('da4ml_reg_bits', 0),
-                      'stages': rep.da4ml_stages(prj)},
-            'layers': layers,
-            'ebops': {'ir_total': round(sum(r['ebops'] for r in layers), 3), 'model_exact': model_ebops},
-            'timings_s': timings,
-            'tools': {'yosys': synthesis.get('yosys_version', ''), 'verilator': tools.verilator_version()},
-        }
-    timings['total'] = round(time.perf_counter() - started, 2)  # to here; writing the files takes ~1 s more
-    timings['cpu'] = _cpu_seconds()  # this process and its finished children (Verilator, make, g++, Yosys)
-    paths = rep.write_report(out_dir, report)
-    print()
-    print(rep.summary_table(report))
-    print()
-    print(rep.layers_table(layers))
-    print(f'\nwrote {paths["md"]}, {paths["json"]}, {paths["png"]}; '
-          f'{time.perf_counter() - started:.1f} s in all')
+    print(f'loading {args.checkpoint}', flush=True)
+    model = keras.models.load_model(args.checkpoint)
+    settings = SynthSettings(args.out_dir, args.clock_ns, args.latency_cutoff, args.check, args.name, args.jobs,
+                             str(args.checkpoint), args.calibration)
+    report, _ = synthesize_model(model, settings, calibration)
+    check = report['check']
     return 0 if check is None or check['mismatches'] == 0 else 1
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from hgq.workflow import ConfigError, find_project, train
+
+    try:
+        project = find_project(args.project)
+        config = project.config(args.config)
+        if args.epochs is not None:
+            if args.epochs < 1:
+                raise ConfigError(f'--epochs {args.epochs} must be >= 1')
+            config['training']['epochs'] = args.epochs
+        out = Path(args.out or f'runs/{project.name}')
+        print(f'project {project.name} ({project.directory}), run folder {out}', flush=True)
+        index = train(project, config, out, restart=args.restart)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        print(f'hgq train: {e}', file=sys.stderr)
+        return 2
+    from hgq.workflow.report import pareto_table
+
+    print(f'\nPareto front ({len(index["checkpoints"])} checkpoints in {out / "checkpoints"}):')
+    print(pareto_table(index))
+    print(f'\nnext: hgq report {out}')
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from hgq.export.tools import ToolNotFoundError
+    from hgq.workflow import ConfigError
+    from hgq.workflow.report import front_table, write_run_report
+
+    if args.synth < 0 or args.jobs < 1 or not 0 <= args.tolerance < 1:
+        print('hgq report: --synth must be >= 0, --jobs >= 1 and --tolerance in [0, 1)', file=sys.stderr)
+        return 2
+    try:
+        report = write_run_report(args.run_dir, epoch=args.epoch, tolerance=args.tolerance, synth=args.synth,
+                                  jobs=args.jobs)
+    except (ConfigError, FileNotFoundError, ToolNotFoundError, ValueError) as e:
+        print(f'hgq report: {e}', file=sys.stderr)
+        return 2
+    rows = report['front']
+    chosen = next(r for r in rows if r['epoch'] == report['chosen']['epoch'])
+    fl = report['float']
+    if fl:
+        print(f'float baseline: test accuracy {fl["test_accuracy"]:.4f}')
+    print(front_table(rows, chosen))
+    print(f'chosen: epoch {chosen["epoch"]} ({report["chosen"]["rule"]})')
+    print(f'wrote {Path(args.run_dir) / "report"}: report.md, report.json and plots ({report["seconds"]:.0f} s)')
+    bad = [r for r in rows if r.get('mismatches')]
+    return 1 if bad else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='hgq', description='Train and export high-granularity quantized networks.')
     sub = parser.add_subparsers(dest='command', required=True)
+    train = sub.add_parser('train', help="train a project's model, keeping the Pareto-optimal checkpoints",
+                           description='Train the float baseline and then the HGQ model of PROJECT (a name under '
+                           'projects/ or a folder with project.py) as its config.yaml says; keeps the '
+                           'Pareto-optimal epochs (val accuracy vs EBOPs) in OUT/checkpoints. Run it again to '
+                           'resume an interrupted run.')
+    train.add_argument('project', help='project name (e.g. jets, fashion_mnist) or folder')
+    train.add_argument('--config', metavar='FILE', help="a YAML config (default: the project's config.yaml)")
+    train.add_argument('--epochs', type=int, metavar='N', help='override training.epochs')
+    train.add_argument('--out', metavar='DIR', help='the run folder (default runs/PROJECT)')
+    train.add_argument('--restart', action='store_true', help='discard an earlier run in the folder')
+    train.set_defaults(run=cmd_train)
+
+    report = sub.add_parser('report', help='evaluate, plot (and synthesize) the Pareto checkpoints of a run',
+                            description='Calibrate every Pareto checkpoint of RUN_DIR, measure its test accuracy '
+                            'and exact EBOPs, choose one, and write RUN_DIR/report/ (report.md, report.json, '
+                            'accuracy vs EBOPs, bit-width histograms, per-weight bit-width map, history). With '
+                            '--synth K, K checkpoints also go through hgq synth (LUTs, latency, accuracy vs LUTs).')
+    report.add_argument('run_dir', help='a folder written by hgq train')
+    report.add_argument('--epoch', type=int, metavar='N', help='the checkpoint to detail (default: chosen by '
+                        '--tolerance)')
+    report.add_argument('--tolerance', type=float, default=0.01, help='choose the fewest EBOPs within this much '
+                        'val accuracy of the best (default 0.01)')
+    report.add_argument('--synth', type=int, default=0, metavar='K', help='synthesize K checkpoints: the chosen '
+                        'one and others spread along the front (default 0)')
+    report.add_argument('--jobs', type=int, default=2, metavar='J', help='processes for hgq synth (default 2)')
+    report.set_defaults(run=cmd_report)
+
     export = sub.add_parser('export', help='export a checkpoint bit-exactly')
     export.add_argument('checkpoint', help='a .keras checkpoint of hgq layers')
     export.add_argument('--to', choices=['hls4ml'], default='hls4ml', help='the backend')

@@ -54,13 +54,13 @@ DEFINITIONS = {
 
 
 # ------------------------------------------------------------------------------------------- EBOPs from the IR
-def _bits(fmt: Any, shape: tuple[int, ...]) -> np.ndarray:
+def element_bits(fmt: Any, shape: tuple[int, ...]) -> np.ndarray:
     return np.broadcast_to(fmt.width, shape).astype(np.float64)
 
 
-def _weight_bits(values: np.ndarray, fmt: Any) -> np.ndarray:
+def weight_bits(values: np.ndarray, fmt: Any) -> np.ndarray:
     """Per-weight widths, 0 where the weight is 0 (a pruned or zero weight needs no multiplier)."""
-    return np.where(values != 0, _bits(fmt, values.shape), 0.0)
+    return np.where(values != 0, element_bits(fmt, values.shape), 0.0)
 
 
 def node_ebops(node: Node, infos: dict[str, TensorInfo | None]) -> float:
@@ -69,24 +69,25 @@ def node_ebops(node: Node, infos: dict[str, TensorInfo | None]) -> float:
     if node.op in ('dense', 'conv'):
         x = infos[node.inputs[0]]
         w = a['weight']
-        bits_x = _bits(x.fmt, x.lo.shape)
-        bits_w = _weight_bits(w, a['weight_fmt'])
+        bits_x = element_bits(x.fmt, x.lo.shape)
+        bits_w = weight_bits(w, a['weight_fmt'])
         if node.op == 'conv':  # every output position is its own set of multiplications
             from .ir.emulator import _patches
 
             bits_x = _patches(bits_x[None], node, w.shape[:-2])[0]
         total = float(np.tensordot(bits_x, bits_w, axes=w.ndim - 1).sum())
         if a.get('bias') is not None:
-            total += float(_weight_bits(a['bias'], a['bias_fmt']).sum())
+            total += float(weight_bits(a['bias'], a['bias_fmt']).sum())
         return total
     if node.op == 'affine':
         x = infos[node.inputs[0]]
         scale = np.broadcast_to(a['scale'], node.shape)
-        total = float((_bits(x.fmt, node.shape) * _weight_bits(scale, a['scale_fmt'].broadcast(node.shape))).sum())
-        return total + float(_weight_bits(np.asarray(a['offset']), a['offset_fmt']).sum())
+        scale_bits = weight_bits(scale, a['scale_fmt'].broadcast(node.shape))
+        total = float((element_bits(x.fmt, node.shape) * scale_bits).sum())
+        return total + float(weight_bits(np.asarray(a['offset']), a['offset_fmt']).sum())
     if node.op == 'table':
         x = infos[node.inputs[0]]
-        return float((_bits(x.fmt, node.shape) * _bits(a['out_fmt'], node.shape)).sum())
+        return float((element_bits(x.fmt, node.shape) * element_bits(a['out_fmt'], node.shape)).sum())
     return 0.0
 
 
@@ -108,15 +109,15 @@ def ebops_per_layer(graph: Graph, infos: dict[str, TensorInfo | None] | None = N
         row['ebops'] += node_ebops(node, infos)
         info = infos[node.name]
         if info is not None:
-            row['output_bits'] = round(float(_bits(info.fmt, info.lo.shape).mean()), 2)
+            row['output_bits'] = round(float(element_bits(info.fmt, info.lo.shape).mean()), 2)
         if node.op in ('dense', 'conv'):
             w = node.attrs['weight']
             x = infos[node.inputs[0]]
             nonzero = w != 0
             row['weights'] = row.get('weights', 0) + int(w.size)
             row['nonzero'] = row.get('nonzero', 0) + int(nonzero.sum())
-            row['input_bits'] = round(float(_bits(x.fmt, x.lo.shape).mean()), 2)
-            wbits = _weight_bits(w, node.attrs['weight_fmt'])[nonzero]
+            row['input_bits'] = round(float(element_bits(x.fmt, x.lo.shape).mean()), 2)
+            wbits = weight_bits(w, node.attrs['weight_fmt'])[nonzero]
             row['weight_bits'] = round(float(wbits.mean()), 2) if wbits.size else 0.0
     for row in rows.values():
         row['ebops'] = round(row['ebops'], 3)
@@ -143,7 +144,7 @@ def da4ml_stages(project: Any) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------------- writing
-def _fmt(v: Any) -> str:
+def format_value(v: Any) -> str:
     if v is None:
         return '-'
     if isinstance(v, float):
@@ -153,9 +154,9 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> str:
+def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '|'.join('---' for _ in header) + '|']
-    lines += ['| ' + ' | '.join(_fmt(v) for v in row) + ' |' for row in rows]
+    lines += ['| ' + ' | '.join(format_value(v) for v in row) + ' |' for row in rows]
     return '\n'.join(lines)
 
 
@@ -164,7 +165,7 @@ def summary_table(report: dict[str, Any]) -> str:
     check = report.get('check') or {}
     rows = [
         ['LUT', s.get('LUT'), 'Yosys synth_xilinx (whole design, flattened)'],
-        ['FF', s.get('FF'), f'Yosys; da4ml counts {_fmt(d4.get("reg_bits", 0))} register bits'],
+        ['FF', s.get('FF'), f'Yosys; da4ml counts {format_value(d4.get("reg_bits", 0))} register bits'],
         ['CARRY4', s.get('CARRY4'), 'Yosys'],
         ['longest path (cells)', s.get('longest_path_cells'), 'Yosys ltp -noff: logic depth, not a timing'],
         ['latency', f'{lat["cycles"]} cycles = {lat["latency_ns"]:g} ns',
@@ -175,7 +176,7 @@ def summary_table(report: dict[str, Any]) -> str:
     if check:
         rows.append(['mismatches', f'{check["mismatches"]} / {check["outputs"]:,}',
                      f'{check["simulator"]} vs exact emulator, {check["inputs"]:,} inputs'])
-    return _table(['metric', 'value', 'what it is'], rows)
+    return markdown_table(['metric', 'value', 'what it is'], rows)
 
 
 def layers_table(layers: list[dict[str, Any]]) -> str:
@@ -183,18 +184,19 @@ def layers_table(layers: list[dict[str, Any]]) -> str:
     rows = [[r['layer'], ', '.join(r['ops']), r['ebops'], f'{100 * r["ebops"] / total:.1f}%',
              None if 'weights' not in r else f'{r["nonzero"]:,}/{r["weights"]:,}', r.get('input_bits'),
              r.get('weight_bits'), r.get('output_bits')] for r in layers]
-    return _table(['layer', 'IR ops', 'EBOPs', 'share', 'non-zero weights', 'mean input bits',
+    return markdown_table(['layer', 'IR ops', 'EBOPs', 'share', 'non-zero weights', 'mean input bits',
                    'mean weight bits', 'mean output bits'], rows)
 
 
 def stages_table(stages: list[dict[str, Any]]) -> str:
     rows = [[s['stage'], s['cost'], s['inputs'], s['outputs'], s['reg_bits'], s['delay']] for s in stages]
-    return _table(['stage', 'da4ml LUT estimate', 'inputs', 'outputs', 'register bits out', 'delay (units)'], rows)
+    header = ['stage', 'da4ml LUT estimate', 'inputs', 'outputs', 'register bits out', 'delay (units)']
+    return markdown_table(header, rows)
 
 
 def timings_table(timings: dict[str, float | None]) -> str:
     rows = [[k, '-' if v is None else f'{v:.1f}'] for k, v in timings.items()]
-    return _table(['step', 'seconds'], rows)
+    return markdown_table(['step', 'seconds'], rows)
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -289,11 +291,11 @@ def plot_resources(report: dict[str, Any], path: str | os.PathLike) -> Path:
     return out
 
 
-def _jsonable(v: Any) -> Any:
+def jsonable(v: Any) -> Any:
     if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
+        return {str(k): jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
+        return [jsonable(x) for x in v]
     if isinstance(v, np.generic):
         return v.item()
     if isinstance(v, Path):
@@ -312,7 +314,7 @@ def write_report(out_dir: str | os.PathLike, report: dict[str, Any]) -> dict[str
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data = _jsonable({**report, 'definitions': DEFINITIONS})
+    data = jsonable({**report, 'definitions': DEFINITIONS})
     paths = {'json': out / 'report.json', 'md': out / 'report.md', 'png': out / 'resources.png'}
     paths['json'].write_text(json.dumps(data, indent=2) + '\n')
     paths['md'].write_text(markdown(data))

@@ -14,12 +14,13 @@ read it (ParetoCheckpoint, ProgressBar). Imports only hgq.layers and hgq.quantiz
 
 from .calibration import ResetRanges, calibrate, reset_ranges
 from .ebops import EBOPsLogger, exact_ebops, total_ebops
+from .latest import LatestCheckpoint, latest_state
 from .pareto import ParetoCheckpoint, ParetoFront, read_index, resume_epoch
 from .progress import ProgressBar
 from .schedules import BetaScheduler, Constant, Linear, Log, Piecewise, set_beta
 
 __all__ = [
-    'BetaScheduler', 'Constant', 'EBOPsLogger', 'Linear', 'Log', 'ParetoCheckpoint', 'ParetoFront', 'Piecewise',
-    'ProgressBar', 'ResetRanges', 'calibrate', 'exact_ebops', 'read_index', 'reset_ranges', 'resume_epoch',
-    'set_beta', 'total_ebops',
+    'BetaScheduler', 'Constant', 'EBOPsLogger', 'LatestCheckpoint', 'Linear', 'Log', 'ParetoCheckpoint',
+    'ParetoFront', 'Piecewise', 'ProgressBar', 'ResetRanges', 'calibrate', 'exact_ebops', 'latest_state',
+    'read_index', 'reset_ranges', 'resume_epoch', 'set_beta', 'total_ebops',
 ]

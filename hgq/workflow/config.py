@@ -1,0 +1,144 @@
+"""Training configurations: one YAML file per project, validated before any minute is spent.
+
+A config has four sections; `data` and `model` are the project's own keyword arguments (their valid
+keys and defaults come from the project module's `DATA` and `MODEL` dicts), `training` and `synth`
+are ours (`TRAINING`, `SYNTH` below). Every key a user writes is checked: a misspelt key is an error
+that names it and lists the valid ones, never a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SECTIONS = ('data', 'model', 'training', 'synth')
+
+TRAINING: dict[str, Any] = {
+    'epochs': 100,
+    'batch_size': 1024,
+    'optimizer': {'name': 'adam', 'learning_rate': 3e-3},
+    'lr_schedule': 'cosine',          # 'constant' or 'cosine' (decay to 1% over all epochs)
+    'beta': {'schedule': 'log', 'start': 1e-7, 'end': 1e-4},
+    'float_epochs': 30,               # the float baseline of the same model; 0 skips it
+    'seed': 1,
+}
+BETA_SCHEDULES = {'constant': ('value',), 'linear': ('start', 'end'), 'log': ('start', 'end')}
+LR_SCHEDULES = ('constant', 'cosine')
+
+SYNTH: dict[str, Any] = {'clock_ns': 5.0, 'latency_cutoff': 5, 'check': 10_000}
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the file and the key."""
+
+
+def _check_keys(given: Mapping[str, Any], valid: Mapping[str, Any] | tuple[str, ...], where: str) -> None:
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        raise ConfigError(f'{where}: unknown key{"s" if len(unknown) > 1 else ""} {", ".join(map(repr, unknown))}; '
+                          f'valid keys: {", ".join(sorted(valid))}')
+
+
+def _merge(defaults: Mapping[str, Any], given: Mapping[str, Any] | None, where: str) -> dict[str, Any]:
+    given = {} if given is None else given
+    if not isinstance(given, Mapping):
+        raise ConfigError(f'{where} must be a mapping of keys to values, got {type(given).__name__}')
+    _check_keys(given, defaults, where)
+    merged = copy.deepcopy(dict(defaults))
+    merged.update(copy.deepcopy(dict(given)))
+    return merged
+
+
+def _positive_int(value: Any, where: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f'{where} = {value!r}: expected an integer >= {minimum}')
+    return value
+
+
+def _positive_float(value: Any, where: str, allow_zero: bool = False) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f'{where} = {value!r}: expected a number') from None
+    if not (v > 0 or (allow_zero and v == 0)) or v != v or v == float('inf'):
+        raise ConfigError(f'{where} = {value!r}: expected a finite number {">=" if allow_zero else ">"} 0')
+    return v
+
+
+def _check_training(t: dict[str, Any], where: str) -> None:
+    _positive_int(t['epochs'], f'{where}.epochs')
+    _positive_int(t['batch_size'], f'{where}.batch_size')
+    _positive_int(t['float_epochs'], f'{where}.float_epochs', minimum=0)
+    _positive_int(t['seed'], f'{where}.seed', minimum=0)
+    opt = t['optimizer']
+    if not isinstance(opt, Mapping) or 'name' not in opt:
+        raise ConfigError(f'{where}.optimizer must be a mapping with a "name" (e.g. {{name: adam, '
+                          f'learning_rate: 0.003}}), got {opt!r}')
+    if 'learning_rate' in opt:
+        _positive_float(opt['learning_rate'], f'{where}.optimizer.learning_rate')
+    if t['lr_schedule'] not in LR_SCHEDULES:
+        raise ConfigError(f'{where}.lr_schedule = {t["lr_schedule"]!r}: valid values: {", ".join(LR_SCHEDULES)}')
+    beta = t['beta']
+    if isinstance(beta, (int, float)) and not isinstance(beta, bool):
+        t['beta'] = beta = {'schedule': 'constant', 'value': beta}
+    if not isinstance(beta, Mapping) or beta.get('schedule') not in BETA_SCHEDULES:
+        raise ConfigError(f'{where}.beta = {beta!r}: expected a number or a mapping with schedule one of '
+                          f'{", ".join(BETA_SCHEDULES)} (e.g. {{schedule: log, start: 1.0e-7, end: 1.0e-4}})')
+    needed = BETA_SCHEDULES[beta['schedule']]
+    _check_keys({k: v for k, v in beta.items() if k != 'schedule'}, needed, f'{where}.beta ({beta["schedule"]})')
+    for key in needed:
+        if key not in beta:
+            raise ConfigError(f'{where}.beta: the {beta["schedule"]} schedule needs {", ".join(needed)}')
+        _positive_float(beta[key], f'{where}.beta.{key}', allow_zero=True)
+
+
+def _check_synth(s: dict[str, Any], where: str) -> None:
+    _positive_float(s['clock_ns'], f'{where}.clock_ns')
+    _positive_int(s['check'], f'{where}.check', minimum=0)
+    try:
+        float(s['latency_cutoff'])
+    except (TypeError, ValueError):
+        raise ConfigError(f'{where}.latency_cutoff = {s["latency_cutoff"]!r}: expected a number') from None
+
+
+def resolve(given: Mapping[str, Any] | None, data_defaults: Mapping[str, Any], model_defaults: Mapping[str, Any],
+            where: str = 'config') -> dict[str, Any]:
+    """The complete config: every section and key present, defaults filled in, values checked."""
+    given = {} if given is None else given
+    if not isinstance(given, Mapping):
+        raise ConfigError(f'{where}: expected a mapping with the sections {", ".join(SECTIONS)}')
+    _check_keys(given, SECTIONS, where)
+    config = {
+        'data': _merge(data_defaults, given.get('data'), f'{where}: data'),
+        'model': _merge(model_defaults, given.get('model'), f'{where}: model'),
+        'training': _merge(TRAINING, given.get('training'), f'{where}: training'),
+        'synth': _merge(SYNTH, given.get('synth'), f'{where}: synth'),
+    }
+    _check_training(config['training'], f'{where}: training')
+    _check_synth(config['synth'], f'{where}: synth')
+    return config
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """A YAML mapping from a file; a missing file or broken YAML is an error naming the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f'config file {str(p)!r} does not exist')
+    try:
+        data = yaml.safe_load(p.read_text(encoding='utf-8'))
+    except yaml.YAMLError as e:
+        raise ConfigError(f'config file {str(p)!r} is not valid YAML: {e}') from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f'config file {str(p)!r} must hold a mapping of sections ({", ".join(SECTIONS)})')
+    return data
+
+
+def dump_yaml(config: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(dict(config), sort_keys=False)

@@ -1,0 +1,242 @@
+"""`hgq synth` as a function: RTL of a model, a Verilator check against the exact emulator, Yosys, a report.
+
+Used by the `hgq synth` command (one checkpoint) and by `hgq report --synth` (several checkpoints of a
+run). `settings` carries what the command line gives: out_dir, clock_ns, latency_cutoff, check (random
+inputs to simulate, 0: none), name (top module), jobs, and the labels checkpoint and calibration.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class SynthSettings:
+    out_dir: str
+    clock_ns: float = 5.0
+    latency_cutoff: float = 5
+    check: int = 10_000
+    name: str = 'hgq_model'
+    jobs: int = 2
+    checkpoint: str = ''            # what the report calls the model (its file)
+    calibration: str | None = None  # where the calibration inputs came from, for the report
+
+
+def random_inputs(graph: Any, n: int, seed: int, name: str | None = None) -> np.ndarray:
+    """Inputs spread over twice each element's quantizer range, so that overflow paths are exercised
+    (for graph input `name`, default the first)."""
+    from hgq.ir.analysis import analyze
+
+    infos = analyze(graph)
+    name = graph.inputs[0] if name is None else name
+    first = next(node for node in graph.nodes if name in node.inputs)
+    info = infos[first.name]
+    rng = np.random.default_rng(seed)
+    span = np.maximum(info.hi - info.lo, 2.0**-8)
+    return (info.lo - span / 2 + rng.uniform(size=(n, *info.lo.shape)) * 2 * span).astype(np.float32)
+
+
+@contextlib.contextmanager
+def _step(timings: dict[str, float], key: str, what: str) -> Iterator[None]:
+    """Print what is being done, then how long it took; record the seconds in `timings[key]`."""
+    print(f'{what} ...', flush=True)
+    start = time.perf_counter()
+    yield
+    timings[key] = round(time.perf_counter() - start, 2)
+    print(f'  done in {timings[key]:.1f} s', flush=True)
+
+
+def _on_port_grid(ports: list[Any], inputs: list[np.ndarray]) -> tuple[list[np.ndarray], int]:
+    """The inputs as the RTL input ports carry them (truncated and wrapped to each port's format, as
+    `RTLProject.predict(..., strict=False)` does), and how many values lay beyond the port's range (wrapped)."""
+    from hgq.quantizers.fixed_point import quantize_np
+
+    out, wrapped = [], 0
+    for x, port in zip(inputs, ports):
+        k, i, f = (np.broadcast_to(a, port.shape) for a in (port.fmt.k, port.fmt.i, port.fmt.f))
+        q = quantize_np(np.asarray(x, dtype=np.float64), k, i, f, 'TRN', 'WRAP')
+        wrapped += int(np.sum(np.abs(q - x) >= 2.0**-f))  # truncation moves a value by less than one step
+        out.append(q)
+    return out, wrapped
+
+
+def _as_list(outputs: Any) -> list[np.ndarray]:
+    return [np.asarray(o) for o in outputs] if isinstance(outputs, list) else [np.asarray(outputs)]
+
+
+def _cpu_seconds() -> float | None:
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return round(sum(u.ru_utime + u.ru_stime for u in usage), 1)
+
+
+def _timed(fn: Any) -> tuple[Any, float]:
+    start = time.perf_counter()
+    result = fn()
+    return result, round(time.perf_counter() - start, 2)
+
+
+def _check_rtl(args: SynthSettings, graph: Any, prj: Any, calibration: np.ndarray | None,
+               timings: dict[str, float], nproc: int) -> dict[str, Any]:
+    """Build a Verilator model of `prj`'s design in OUT_DIR/verilator and compare it with the exact emulator on
+    `args.check` random inputs (plus the calibration inputs), both fed the inputs as the RTL port carries them."""
+    from hgq import ir
+    from hgq.export.rtl import RTLProject
+
+    simulator = 'Verilator'
+    sim_dir = Path(args.out_dir) / 'verilator'
+    shutil.rmtree(sim_dir, ignore_errors=True)  # a fresh build; stale stage files of an earlier run would be read
+    sim = RTLProject(prj.traced, sim_dir, prj.name, args.latency_cutoff, args.clock_ns)
+    with _step(timings, 'verilator_build', f'building the Verilator model in {sim.path} ({nproc} jobs)'):
+        try:
+            sim.compile(nproc=nproc)
+        except ValueError as e:  # da4ml's harness packs every word into 32 bits; the RTL has no such limit
+            simulator = "da4ml's C++ interpreter"
+            print(f'  Verilator cannot simulate this design: {e}\n  checking with {simulator} of the same logic '
+                  'instead', flush=True)
+            sim.write()
+    differ = [p.name for p, q in zip(prj.verilog_files(), sim.verilog_files()) if p.read_bytes() != q.read_bytes()]
+    if differ or len(prj.verilog_files()) != len(sim.verilog_files()):
+        raise RuntimeError(f'the simulated Verilog in {sim.path} differs from the design in {prj.path}: {differ}')
+    inputs = [random_inputs(graph, args.check, seed=0, name=name) for name in graph.inputs]
+    if calibration is not None:
+        inputs[0] = np.concatenate([inputs[0], calibration])
+    n_inputs = len(inputs[0])
+    with _step(timings, 'simulation', f'simulating {n_inputs:,} inputs and running the exact emulator'):
+        on_port, wrapped = _on_port_grid(sim.ports, inputs)
+        expected = _as_list(ir.predict(graph, *on_port))
+        run = sim.predict if simulator == 'Verilator' else sim.predict_comb
+        got = _as_list(run(*on_port, strict=False))
+        mismatches = int(sum(np.sum(g != e) for g, e in zip(got, expected)))
+        n_outputs = int(sum(e.size for e in expected))
+        # what the port costs: the emulator on the float inputs themselves (0 for the default port format)
+        port_effect = int(sum(np.sum(a != e) for a, e in zip(_as_list(ir.predict(graph, *inputs)), expected)))
+    print(f'{simulator} vs exact emulator: {mismatches} mismatches in {n_outputs} outputs ({n_inputs} inputs: '
+          f'{args.check} random incl. overflowing'
+          f'{"" if calibration is None else f", {len(calibration)} calibration"}; both fed the inputs as the '
+          f'RTL port carries them: truncated to its grid, {wrapped} values beyond its range wrapped)', flush=True)
+    print(f'  the port itself: the emulator on the float inputs differs in {port_effect} outputs', flush=True)
+    return {'simulator': simulator, 'sim_dir': str(sim.path), 'inputs': n_inputs, 'random': args.check,
+            'calibration': 0 if calibration is None else len(calibration), 'outputs': n_outputs,
+            'mismatches': mismatches, 'port_wrapped_values': wrapped, 'port_effect_outputs': port_effect}
+
+
+def require_tools() -> None:
+    """Every tool up front: a missing one is named with its install command before minutes are spent."""
+    from hgq.export import tools
+
+    tools.require_da4ml()
+    tools.verilator_root()
+    tools.require_make_and_cxx()
+    tools.find_yosys()
+
+
+def synthesize_model(model: Any, settings: SynthSettings, calibration: np.ndarray | None = None
+                     ) -> tuple[dict[str, Any], dict[str, Path]]:
+    """RTL, check, Yosys and the report files for a loaded (and, with `calibration`, calibrated here) model.
+
+    Returns (report dict, paths of report.md/json/png). Tools must have been checked (`require_tools`).
+    """
+    args = settings
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    out_dir = Path(args.out_dir)
+    with _step(timings, 'load', 'loading the libraries'):
+
+        import hgq.layers  # noqa: F401 - registers the layers for loading
+        from hgq import ir
+        from hgq import report as rep
+        from hgq.export import tools
+        from hgq.export.rtl import write_rtl
+        from hgq.training import calibrate, exact_ebops
+
+    if calibration is not None:
+        with _step(timings, 'calibration', f'calibrating on {len(calibration)} samples from {args.calibration}'):
+            calibrate(model, calibration)
+    with _step(timings, 'ir', 'tracing the model into the fixed-point IR'):
+        graph = ir.from_model(model)
+    if calibration is not None and len(graph.inputs) != 1:
+        raise ValueError(f'hgq synth: --calibration takes one array, the model has {len(graph.inputs)} inputs')
+    with _step(timings, 'tracing', f'tracing the IR with da4ml and writing Verilog to {out_dir / "rtl"}'):
+        prj = write_rtl(graph, out_dir / 'rtl', args.name, latency_cutoff=args.latency_cutoff,
+                        clock_period=args.clock_ns)
+    lat = prj.latency
+    print(f'  input port: {prj.describe_ports()}')
+    print(f'  latency: {lat.cycles} cycles ({lat.stages} pipeline stages) = {lat.ns:g} ns at {args.clock_ns:g} ns; '
+          f'da4ml LUT estimate {prj.comb.cost:,.0f}', flush=True)
+
+    # Yosys reads rtl/src; the Verilator build gets its own copy of the same design (RTLProject.compile rewrites
+    # its sources), so that with --jobs >= 2 Yosys runs beside the build and the simulation.
+    overlap = args.jobs >= 2 and args.check > 0
+    check = None
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        future = None
+        if overlap:
+            print('synthesizing with Yosys (synth_xilinx) in the background ...', flush=True)
+            future = pool.submit(_timed, prj.synthesize)
+        try:
+            if args.check:
+                check = _check_rtl(args, graph, prj, calibration, timings, nproc=args.jobs - overlap)
+            if future is None:
+                with _step(timings, 'yosys', 'synthesizing with Yosys (synth_xilinx)'):
+                    synthesis = prj.synthesize()
+            else:
+                print('waiting for Yosys ...', flush=True)
+                waited = time.perf_counter()
+                synthesis, timings['yosys'] = future.result()
+                timings['yosys_wait'] = round(time.perf_counter() - waited, 2)
+                print(f'  Yosys done in {timings["yosys"]:.1f} s (waited {timings["yosys_wait"]:.1f} s)', flush=True)
+        except BaseException:
+            if future is not None and not future.done():
+                print('hgq synth: stopping; waiting for the Yosys run in the background to end', file=sys.stderr)
+            raise
+    print(f'  {synthesis["LUT"]:,} LUT, {synthesis["FF"]:,} FF, {synthesis["CARRY4"]:,} CARRY4, longest path '
+          f'{synthesis.get("longest_path_cells")} cells', flush=True)
+
+    with _step(timings, 'report', 'per-layer EBOPs from the IR, da4ml per-stage figures'):
+        layers = rep.ebops_per_layer(graph)
+        try:
+            model_ebops = exact_ebops(model)
+        except ValueError:  # activation ranges never observed: no exact figure to compare with
+            model_ebops = None
+        report = {
+            'checkpoint': str(args.checkpoint), 'top': args.name, 'rtl_dir': str(prj.path),
+            'settings': {'clock_period_ns': args.clock_ns, 'latency_cutoff': args.latency_cutoff,
+                         'check': args.check, 'calibration': args.calibration, 'jobs': args.jobs,
+                         'yosys_beside_verilator': overlap},
+            'input_ports': [p.describe() for p in prj.ports],
+            'check': check,
+            'synthesis': {k: v for k, v in synthesis.items() if k not in ('latency', 'da4ml_cost_luts',
+                                                                          'da4ml_reg_bits')},
+            'latency': lat.as_dict(),
+            'da4ml': {'cost_luts': float(prj.comb.cost), 'reg_bits': synthesis.get('da4ml_reg_bits', 0),
+                      'stages': rep.da4ml_stages(prj)},
+            'layers': layers,
+            'ebops': {'ir_total': round(sum(r['ebops'] for r in layers), 3), 'model_exact': model_ebops},
+            'timings_s': timings,
+            'tools': {'yosys': synthesis.get('yosys_version', ''), 'verilator': tools.verilator_version()},
+        }
+    timings['total'] = round(time.perf_counter() - started, 2)  # to here; writing the files takes ~1 s more
+    timings['cpu'] = _cpu_seconds()  # this process and its finished children (Verilator, make, g++, Yosys)
+    paths = rep.write_report(out_dir, report)
+    print()
+    print(rep.summary_table(report))
+    print()
+    print(rep.layers_table(layers))
+    print(f'\nwrote {paths["md"]}, {paths["json"]}, {paths["png"]}; '
+          f'{time.perf_counter() - started:.1f} s in all')
+    return report, paths
+

@@ -1,0 +1,185 @@
+"""`hgq train`: a float baseline, then one HGQ run with a beta schedule that keeps its Pareto front.
+
+Run folder (everything written atomically; an interrupted run continues where it stopped):
+
+    run.json            project, resolved config, backend, hgq version: what `hgq report` needs
+    float.json          the float twin's validation and test accuracy (the baseline of every plot)
+    history.csv         one row of logs per epoch (loss, accuracy, EBOPs, beta, ...)
+    last.keras/.json    the latest model with its optimizer state (hgq.training.LatestCheckpoint)
+    checkpoints/        the Pareto-optimal epochs on (val_accuracy max, ebops min) and pareto.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, dump_yaml
+from .project import Project
+
+RUN_FORMAT = 'hgq-run/1'
+RUN_FILE = 'run.json'
+FLOAT_FILE = 'float.json'
+HISTORY_FILE = 'history.csv'
+CHECKPOINTS = 'checkpoints'
+PARETO_METRICS = {'val_accuracy': 'max', 'ebops': 'min'}
+
+
+def _write_json(path: Path, data: Any) -> None:
+    from hgq.training.pareto import _write_json_atomic
+
+    _write_json_atomic(str(path), data)
+
+
+def read_run(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The parsed run.json of a training run folder; errors name the folder."""
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        raise ConfigError(f'{run_dir!s} is not an hgq training run: it has no {RUN_FILE} (make one with hgq train)')
+    run = json.loads(path.read_text(encoding='utf-8'))
+    if run.get('format') != RUN_FORMAT:
+        raise ConfigError(f'{path}: not an hgq run file (expected "format": "{RUN_FORMAT}")')
+    return run
+
+
+def beta_schedule(beta: dict[str, Any], epochs: int) -> Any:
+    from hgq.training import Constant, Linear, Log
+
+    if beta['schedule'] == 'constant':
+        return Constant(float(beta['value']))
+    cls = Linear if beta['schedule'] == 'linear' else Log
+    return cls(float(beta['start']), float(beta['end']), epochs)
+
+
+def make_optimizer(training: dict[str, Any], steps_per_epoch: int, epochs: int) -> Any:
+    import keras
+
+    options = dict(training['optimizer'])
+    name = options.pop('name')
+    try:
+        optimizer = keras.optimizers.get(name)
+    except ValueError:
+        raise ConfigError(f'training.optimizer.name = {name!r} is not a Keras optimizer (e.g. adam, sgd, '
+                          'adamw, rmsprop)') from None
+    learning_rate = float(options.pop('learning_rate', optimizer.learning_rate))
+    if training['lr_schedule'] == 'cosine':
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, steps_per_epoch * epochs, alpha=0.01)
+    try:
+        return optimizer.__class__(learning_rate=learning_rate, **options)
+    except TypeError as e:
+        raise ConfigError(f'training.optimizer: {e}') from None
+
+
+def _compile(model: Any, training: dict[str, Any], steps: int, epochs: int) -> None:
+    import keras
+
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(make_optimizer(training, steps, epochs), loss, metrics=['accuracy'])
+
+
+def train_float(project: Project, config: dict[str, Any], data: Any, run_dir: Path) -> dict[str, Any] | None:
+    """Train the float twin once (kept in float.json), so every report has the accuracy to aim for."""
+    path = run_dir / FLOAT_FILE
+    if path.is_file():
+        return json.loads(path.read_text(encoding='utf-8'))
+    training = config['training']
+    epochs = training['float_epochs']
+    if epochs == 0:
+        return None
+    from hgq.training import ProgressBar
+
+    model = project.build_model(config, quantized=False)
+    steps = -(-len(data.x_train) // training['batch_size'])
+    _compile(model, training, steps, epochs)
+    print(f'float baseline: {epochs} epochs', flush=True)
+    start = time.perf_counter()
+    model.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), epochs=epochs,
+              batch_size=training['batch_size'], verbose=0,
+              callbacks=[ProgressBar(mode='overall', keys=('loss', 'accuracy'))])
+    result = {'epochs': epochs, 'seconds': round(time.perf_counter() - start, 1),
+              'val_accuracy': float(model.evaluate(data.x_val, data.y_val, verbose=0)[1]),
+              'test_accuracy': float(model.evaluate(data.x_test, data.y_test, verbose=0)[1])}
+    _write_json(path, result)
+    print(f'float baseline: val accuracy {result["val_accuracy"]:.4f}, test {result["test_accuracy"]:.4f} '
+          f'({result["seconds"]:.0f} s)', flush=True)
+    return result
+
+
+def _start_or_resume(project: Project, config: dict[str, Any], run_dir: Path, restart: bool) -> tuple[Any, int]:
+    """(model, completed epochs): a fresh model, or the saved state of an interrupted run with the same config."""
+    import keras
+
+    import hgq.layers  # noqa: F401 - registers the layers for loading
+    from hgq.training import latest_state
+
+    run_file = run_dir / RUN_FILE
+    if restart:
+        for stale in (RUN_FILE, FLOAT_FILE, HISTORY_FILE, 'last.json', 'last.keras'):
+            (run_dir / stale).unlink(missing_ok=True)
+        if (run_dir / CHECKPOINTS).is_dir():
+            import shutil
+
+            shutil.rmtree(run_dir / CHECKPOINTS)
+    elif run_file.is_file():
+        previous = read_run(run_dir)
+        if previous['config'] != config or previous['project_dir'] != str(project.directory):
+            raise ConfigError(f'{run_dir} holds a run of {previous["project"]} with another config or project; '
+                              'pass --restart to overwrite it, or choose another --out')
+        state = latest_state(run_dir)
+        if state is not None:
+            model_path, epochs = state
+            print(f'resuming {run_dir} after epoch {epochs}', flush=True)
+            return keras.models.load_model(model_path), epochs
+    run = {'format': RUN_FORMAT, 'project': project.name, 'project_dir': str(project.directory),
+           'config': config, 'backend': keras.backend.backend(), 'created': time.strftime('%Y-%m-%d %H:%M:%S')}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(run_file, run)
+    (run_dir / 'config.yaml').write_text(dump_yaml(config), encoding='utf-8')
+    return project.build_model(config, quantized=True), 0
+
+
+def train(project: Project, config: dict[str, Any], run_dir: str | os.PathLike, restart: bool = False,
+          data: Any = None) -> dict[str, Any]:
+    """Train `project` as `config` says into `run_dir`; returns the Pareto index (hgq.training.read_index)."""
+    import keras
+
+    from hgq.training import (
+        BetaScheduler,
+        EBOPsLogger,
+        LatestCheckpoint,
+        ParetoCheckpoint,
+        ProgressBar,
+        ResetRanges,
+        read_index,
+    )
+
+    run_dir = Path(run_dir)
+    training = config['training']
+    keras.utils.set_random_seed(training['seed'])
+    if data is None:
+        data = project.load_data(config)
+    model, done = _start_or_resume(project, config, run_dir, restart)
+    data.check(tuple(model.inputs[0].shape[1:]))
+    train_float(project, config, data, run_dir)
+    epochs = training['epochs']
+    if done >= epochs:
+        print(f'{run_dir}: all {epochs} epochs are done', flush=True)
+        return read_index(run_dir / CHECKPOINTS)
+    if done == 0:
+        steps = -(-len(data.x_train) // training['batch_size'])
+        _compile(model, training, steps, epochs)
+    print(f'HGQ training: {epochs - done} epochs, beta {training["beta"]}', flush=True)
+    start = time.perf_counter()
+    model.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), initial_epoch=done,
+              epochs=epochs, batch_size=training['batch_size'], verbose=0, callbacks=[
+                  ResetRanges(), BetaScheduler(beta_schedule(training['beta'], epochs)), EBOPsLogger(),
+                  keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
+                  LatestCheckpoint(run_dir),
+                  ParetoCheckpoint(run_dir / CHECKPOINTS, metrics=PARETO_METRICS),
+                  ProgressBar(mode='overall'),
+              ])
+    print(f'trained {epochs - done} epochs in {time.perf_counter() - start:.0f} s', flush=True)
+    return read_index(run_dir / CHECKPOINTS)
