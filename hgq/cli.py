@@ -7,9 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -28,30 +26,12 @@ def _load_array(path: str, what: str) -> np.ndarray:
     return array
 
 
-def precision_table(graph: Any) -> str:
-    """One line per IR tensor: operation, shape and the range of its per-element widths and fractional bits."""
-    from hgq.ir.analysis import analyze
-
-    infos = analyze(graph)
-    rows = [f'{"tensor":<30} {"op":<9} {"shape":<14} {"bits min/mean/max":>18} {"frac min/max":>13}']
-    for node in graph.nodes:
-        info = infos[node.name]
-        if info is None:
-            continue
-        w, f = info.fmt.width, np.broadcast_to(info.fmt.f, info.fmt.width.shape)
-        rows.append(f'{node.name:<30} {node.op:<9} {str(node.shape):<14} '
-                    f'{int(w.min()):>5}/{w.mean():>6.2f}/{int(w.max()):<5} {int(f.min()):>6}/{int(f.max()):<6}')
-    return '\n'.join(rows)
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     import keras
 
     import hgq.layers  # noqa: F401 - registers the layers for loading
-    from hgq import ir
-    from hgq.export.hls4ml import export_hls4ml
     from hgq.training import calibrate
-    from hgq.workflow.synth import random_inputs
+    from hgq.workflow.export import export_checked
 
     if not Path(args.checkpoint).is_file():
         raise SystemExit(f'hgq export: checkpoint {args.checkpoint!r} does not exist')
@@ -61,23 +41,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         calibration = _load_array(args.calibration, 'calibration')
         print(f'calibrating on {len(calibration)} samples from {args.calibration}')
         calibrate(model, calibration)
-    graph = ir.from_model(model)
-    print(precision_table(graph))
-    start = time.time()
-    hls_model = export_hls4ml(graph, args.out_dir, backend=args.backend, io_type=f'io_{args.io}')
-    print(f'\nwrote and compiled the hls4ml project in {args.out_dir} ({time.time() - start:.1f} s)')
-    if args.check:
-        x = random_inputs(graph, args.check, seed=0)
-        if calibration is not None:
-            x = np.concatenate([x, calibration])
-        expected = ir.predict(graph, x)
-        got = np.asarray(hls_model.predict(np.ascontiguousarray(x)), dtype=np.float64).reshape(expected.shape)
-        mismatches = int(np.sum(got != expected))
-        print(f'C-simulation vs exact emulator: {mismatches} mismatches in {expected.size} outputs '
-              f'({len(x)} inputs: {args.check} random incl. overflowing'
-              f'{"" if calibration is None else f", {len(calibration)} calibration"})')
-        return 0 if mismatches == 0 else 1
-    return 0
+    result = export_checked(model, args.out_dir, args.backend, args.io, args.check, calibration)
+    return 0 if not result['mismatches'] else 1
 
 
 def cmd_synth(args: argparse.Namespace) -> int:

@@ -1,8 +1,10 @@
-"""`make demo`: train a quantized 16-64-32-32-5 MLP with a beta ramp and show what it buys.
+"""`make demo`: the jets project end to end, on the Monte-Carlo jets shipped in projects/jets/data.
 
-Runs on data the package generates (hgq.data.toy), needs nothing else: a float baseline, one HGQ
-run keeping its Pareto front (val accuracy vs EBOPs), then the most accurate checkpoint is
-calibrated, traced into the fixed-point IR and checked against the exact emulator.
+1. `hgq train jets` with the demo recipe (projects/jets/demo.yaml: a float baseline, then an HGQ run
+   whose beta ramps up, keeping the Pareto front of val accuracy vs EBOPs),
+2. `hgq report`: every Pareto checkpoint calibrated and tested, plots, and the chosen checkpoint
+   through RTL, Verilator (checked against the exact emulator) and Yosys (LUTs, latency),
+3. `hgq export` of the chosen checkpoint to hls4ml, its C-simulation checked against the emulator.
 """
 
 from __future__ import annotations
@@ -13,86 +15,48 @@ import time
 from pathlib import Path
 
 
-def _build_float(keras):  # noqa: ANN001, ANN202 - keras is imported late so the backend can be chosen
-    return keras.Sequential([
-        keras.Input((16,)),
-        keras.layers.Dense(64, activation='relu'),
-        keras.layers.Dense(32, activation='relu'),
-        keras.layers.Dense(32, activation='relu'),
-        keras.layers.Dense(5),
-    ])
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument('--epochs', type=int, default=60)
-    parser.add_argument('--out', default='runs/demo')
-    parser.add_argument('--samples', type=int, default=50_000)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--out', default='runs/demo', help='the run folder (default runs/demo)')
+    parser.add_argument('--epochs', type=int, help='override the demo recipe\'s epochs')
     args = parser.parse_args(argv)
+    started = time.perf_counter()
 
     import keras
-    import numpy as np
 
-    from hgq import ir
-    from hgq.data.toy import make_toy_jets
-    from hgq.layers import QDense
-    from hgq.training import (
-        BetaScheduler,
-        EBOPsLogger,
-        Log,
-        ParetoCheckpoint,
-        ProgressBar,
-        ResetRanges,
-        calibrate,
-        exact_ebops,
-        read_index,
-    )
+    from hgq.workflow import find_project, train
+    from hgq.workflow.export import export_checked
+    from hgq.workflow.report import CALIBRATION_SAMPLES, front_table, load_calibrated, write_run_report
 
-    print(f'backend: {keras.backend.backend()}')
-    x, y = make_toy_jets(args.samples, seed=1)
-    xv, yv = make_toy_jets(args.samples // 4, seed=2)
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    project = find_project('jets')
+    config = project.config(project.directory / 'demo.yaml')
+    if args.epochs:
+        config['training']['epochs'] = args.epochs
+    out = Path(args.out)
+    print(f'backend {keras.backend.backend()}; project {project.directory}; run folder {out}\n', flush=True)
+    data = project.load_data(config)
+    train(project, config, out, restart=True, data=data)
 
-    float_model = _build_float(keras)
-    float_model.compile(keras.optimizers.Adam(3e-3), loss, metrics=['accuracy'])
-    float_model.fit(x, y, epochs=15, batch_size=256, verbose=0)
-    float_acc = float_model.evaluate(xv, yv, verbose=0)[1]
-    print(f'float baseline: val accuracy {float_acc:.4f}')
+    print('\n== report: calibrate and test every Pareto checkpoint; RTL + Verilator + Yosys of the chosen one ==',
+          flush=True)
+    report = write_run_report(out, synth=1)
+    rows = report['front']
+    chosen = next(r for r in rows if r['epoch'] == report['chosen']['epoch'])
+    print(f'\nPareto front ({len(rows)} checkpoints; float baseline test accuracy '
+          f'{report["float"]["test_accuracy"]:.4f}):')
+    print(front_table(rows, chosen))
 
-    model = keras.Sequential([
-        keras.Input((16,)),
-        QDense(64, activation='relu'),
-        QDense(32, activation='relu'),
-        QDense(32, activation='relu'),
-        QDense(5),
-    ])
-    model.compile(keras.optimizers.Adam(3e-3), loss, metrics=['accuracy'])
-    run_dir = Path(args.out)
-    start = time.time()
-    model.fit(x, y, validation_data=(xv, yv), epochs=args.epochs, batch_size=256, verbose=0, callbacks=[
-        ResetRanges(), BetaScheduler(Log(1e-7, 3e-4, args.epochs)), EBOPsLogger(),
-        ParetoCheckpoint(run_dir, metrics={'val_accuracy': 'max', 'ebops': 'min'}, overwrite=True),
-        ProgressBar(mode='overall'),
-    ])
-    print(f'trained {args.epochs} epochs in {time.time() - start:.0f} s')
+    print(f'\n== hls4ml export of the chosen checkpoint (epoch {chosen["epoch"]}) ==', flush=True)
+    model = load_calibrated(Path(chosen['file']), data.x_train[:CALIBRATION_SAMPLES])
+    hls = export_checked(model, out / 'hls4ml', check=10_000, real_inputs=data.x_test[:5_000], verbose=False)
 
-    front = sorted(read_index(str(run_dir))['checkpoints'], key=lambda c: -c['metrics']['val_accuracy'])
-    print(f'\nPareto front ({len(front)} checkpoints, {run_dir}):')
-    print(f'{"epoch":>6} {"val_acc":>8} {"EBOPs":>10}')
-    for c in front:
-        print(f'{c["epoch"]:>6} {c["metrics"]["val_accuracy"]:>8.4f} {c["metrics"]["ebops"]:>10.0f}')
-
-    best = keras.models.load_model(run_dir / front[0]['file'])
-    calibrate(best, x)
-    graph = ir.from_model(best)
-    keras_out = keras.ops.convert_to_numpy(best(xv, training=False)).astype(np.float64)
-    exact_out = ir.predict(graph, xv)
-    mismatches = int(np.sum(keras_out != exact_out))
-    print(f'\nmost accurate checkpoint (epoch {front[0]["epoch"]}), calibrated:')
-    print(f'  exact EBOPs {exact_ebops(best):.0f}; val accuracy Keras {np.mean(keras_out.argmax(1) == yv):.4f}, '
-          f'fixed-point emulator {np.mean(exact_out.argmax(1) == yv):.4f}')
-    print(f'  Keras vs exact emulator: {mismatches} mismatches in {keras_out.size} outputs')
-    return 0 if mismatches == 0 else 1
+    print(f'\nchosen: epoch {chosen["epoch"]}, test accuracy {chosen["test_accuracy"]:.4f} (float '
+          f'{report["float"]["test_accuracy"]:.4f}), {chosen["exact_ebops"]:,.0f} EBOPs, {chosen["LUT"]:,} LUT, '
+          f'{chosen["FF"]:,} FF, {chosen["latency_cycles"]} cycles = {chosen["latency_ns"]:g} ns')
+    print(f'bit-exact: Verilator vs emulator {chosen["mismatches"]} mismatches in {chosen["checked_outputs"]:,} '
+          f'outputs; hls4ml C-sim vs emulator {hls["mismatches"]} in {hls["outputs"]:,}')
+    print(f'report: {out / "report" / "report.md"} (plots beside it); {time.perf_counter() - started:.0f} s in all')
+    return 0 if chosen['mismatches'] == 0 and hls['mismatches'] == 0 else 1
 
 
 if __name__ == '__main__':

@@ -53,7 +53,7 @@ def read_history(run_dir: Path) -> dict[str, list[float]]:
     return columns
 
 
-def _load_calibrated(path: Path, x_calibration: np.ndarray) -> Any:
+def load_calibrated(path: Path, x_calibration: np.ndarray) -> Any:
     import keras
 
     import hgq.layers  # noqa: F401 - registers the layers for loading
@@ -80,7 +80,7 @@ def evaluate_front(run_dir: Path, data: Any, checkpoints: list[dict[str, Any]]) 
     rows = []
     for entry in tqdm(sorted(checkpoints, key=lambda c: c['metrics']['ebops']), desc='calibrating checkpoints',
                       unit='ckpt', leave=False):
-        model = _load_calibrated(run_dir / CHECKPOINTS / entry['file'], x_cal)
+        model = load_calibrated(run_dir / CHECKPOINTS / entry['file'], x_cal)
         rows.append({'epoch': int(entry['epoch']), 'file': str(run_dir / CHECKPOINTS / entry['file']),
                      'val_accuracy': float(entry['metrics']['val_accuracy']),
                      'ebops': float(entry['metrics']['ebops']),
@@ -139,7 +139,7 @@ def synthesize_rows(rows: list[dict[str, Any]], data: Any, synth_config: dict[st
     for n, row in enumerate(rows, 1):
         print(f'\n=== synthesizing checkpoint {n}/{len(rows)}: epoch {row["epoch"]} '
               f'({row["exact_ebops"]:,.0f} EBOPs) ===', flush=True)
-        model = _load_calibrated(Path(row['file']), x_cal)
+        model = load_calibrated(Path(row['file']), x_cal)
         settings = SynthSettings(str(out_dir / f'epoch-{row["epoch"]:05d}'), float(synth_config['clock_ns']),
                                  float(synth_config['latency_cutoff']), int(synth_config['check']), jobs=jobs,
                                  checkpoint=row['file'], calibration=f'first {len(x_cal)} training samples')
@@ -240,7 +240,7 @@ def write_run_report(run_dir: str | Path, epoch: int | None = None, tolerance: f
     if synth:
         synthesize_rows(_spread(rows, chosen, synth), data, run['config']['synth'], out / 'synth', jobs)
 
-    model = _load_calibrated(Path(chosen['file']), data.x_train[:CALIBRATION_SAMPLES])
+    model = load_calibrated(Path(chosen['file']), data.x_train[:CALIBRATION_SAMPLES])
     graph = ir.from_model(model)
     layers = weighted_layers(graph)
     title = f'{run["project"]}: epoch {chosen["epoch"]}, {chosen["exact_ebops"]:,.0f} EBOPs'
