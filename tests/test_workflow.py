@@ -174,3 +174,32 @@ def test_report_with_synthesis(run_dir, capsys):
     assert f'chosen: epoch {report["chosen"]["epoch"]}' in out
     assert main(['report', str(run_dir.parent / 'nope')]) == 2
     assert 'not an hgq training run' in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------- Fashion-MNIST
+def test_fashion_mnist_reads_the_real_images():
+    if not Path('/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz').is_file():
+        if os.environ.get('CI') == 'true':
+            pytest.fail('Fashion-MNIST is required in CI: apt-get install -y dataset-fashion-mnist')
+        pytest.skip('apt-get install dataset-fashion-mnist')
+    import numpy as np
+
+    project = find_project('fashion_mnist')
+    data = project.load_data(project.config())
+    assert data.x_train.shape == (54_000, 28, 28, 1) and data.x_val.shape == (6_000, 28, 28, 1)
+    assert data.x_test.shape == (10_000, 28, 28, 1)
+    assert data.x_train.min() == 0 and data.x_train.max() == 255 / 256  # exact in fixed point
+    assert np.bincount(data.y_test).tolist() == [1000] * 10  # the official test set is balanced
+    model = project.build_model(project.config())
+    assert model.output_shape == (None, 10)
+
+
+def test_fashion_mnist_missing_data_names_the_package(tmp_path):
+    project = find_project('fashion_mnist')
+    config = project.config()
+    config['data']['path'] = str(tmp_path)
+    with pytest.raises(FileNotFoundError, match='apt-get install dataset-fashion-mnist'):
+        project.load_data(config)
+    (tmp_path / 'train-images-idx3-ubyte').write_bytes(b'\x00\x00\x0d\x01' + b'\x00' * 8)
+    with pytest.raises(ValueError, match='not an IDX file of unsigned bytes'):
+        project.module.read_idx(tmp_path / 'train-images-idx3-ubyte')
