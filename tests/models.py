@@ -1,6 +1,8 @@
-"""Helpers shared by the export tests: random per-element formats and random data."""
+"""Helpers shared by the export tests (and bench/rtl_cnn.py): random per-element formats, random data, a quick fit."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import keras
 import numpy as np
@@ -21,3 +23,15 @@ def randomize_formats(model: keras.Model, seed: int, act_f: tuple[int, int] = (-
 
 def random_data(shape: tuple[int, ...], n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(n, *shape)).astype('float32')
+
+
+def fit_randomized(model: keras.Model, x: np.ndarray, seed: int, **randomize: Any) -> keras.Model:
+    """One epoch on random targets, then random formats (`randomize_formats(**randomize)`), calibrated on `x`."""
+    from hgq.training import calibrate
+
+    y = np.random.default_rng(seed).normal(size=(len(x), *model.output_shape[1:])).astype('float32')
+    model.compile(keras.optimizers.Adam(3e-3), 'mse')
+    model.fit(x, y, epochs=1, batch_size=256, verbose=0)
+    randomize_formats(model, seed, **randomize)
+    calibrate(model, x)
+    return model

@@ -4,6 +4,8 @@
     traced with `hgq.ir.from_model`): Verilog written by `hgq.export.rtl.write_rtl`, built with Verilator,
     outputs == `hgq.ir.predict` with `==` on >= 100,000 outputs per input scale (in range, and x4 so that
     the quantizers saturate: counted), then Yosys `synth_xilinx` for LUT/FF/CARRY4 counts.
+(a') Larger models through Verilator, the same comparison: the jets MLP 16-64-32-32-5, a 16x16x1 CNN and
+    random small Dense/Conv1D models, all with random per-weight bit-widths and SAT and WRAP quantizers.
 (b) Many small models, hgq-built and hand-made IR graphs with random per-weight and per-activation
     formats, through da4ml's own C++ interpreter of the same logic (`comb.predict`; no Verilator build).
 (c) Clear errors.
@@ -24,7 +26,7 @@ from typing import Any
 import keras
 import numpy as np
 import pytest
-from models import random_data, randomize_formats
+from models import fit_randomized, random_data
 
 import hgq.ir as ir
 from hgq import layers as L
@@ -79,15 +81,7 @@ def yosys() -> None:
 
 # ---------------------------------------------------------------------------------------------- models
 def _train(model: keras.Model, x: np.ndarray, seed: int, **randomize: Any) -> Graph:
-    from hgq.training import calibrate
-
-    y = np.random.default_rng(seed).normal(size=(len(x), *model.output_shape[1:])).astype('float32')
-    model.compile(keras.optimizers.Adam(3e-3), 'mse')
-    model.fit(x, y, epochs=1, batch_size=256, verbose=0)
-    randomize_formats(model, seed, **randomize)
-    calibrate(model, x)
-    return ir.from_model(model)
-
+    return ir.from_model(fit_randomized(model, x, seed, **randomize))
 
 
 def small_mlp(seed: int = 1) -> Graph:
@@ -159,6 +153,62 @@ def sequence(seed: int) -> Graph:
     y = L.QActivation('tanh', output_quantizer={'round_mode': 'RND_CONV', 'overflow_mode': 'WRAP'})(y)
     y = L.QDense(3)(y)
     return _train(keras.Model(x, y), random_data((12, 3), 1000, seed), seed, act_f=(1, 6))
+
+
+def jets_mlp(seed: int = 7) -> Graph:
+    """The jets tagger 16-64-32-32-5 (QDense, relu), the second layer's input quantizer WRAP, the others SAT;
+    1-4 bit weights (f in 1..4 per weight, ~40% pruned), 1-5 bit activations: ~11k LUTs (da4ml)."""
+    x = keras.Input((16,))
+    y = L.QDense(64, activation='relu')(x)
+    y = L.QDense(32, activation='relu', input_quantizer={'overflow_mode': 'WRAP'})(y)
+    y = L.QDense(32, activation='relu')(y)
+    y = L.QDense(5)(y)
+    return _train(keras.Model(x, y), random_data((16,), 4000, seed), seed, act_f=(0, 3), weight_f=(1, 4))
+
+
+def cnn16(seed: int = 7) -> Graph:
+    """16x16x1: QConv2D 3x3x4 relu → QMaxPooling2D 2 → QConv2D 3x3x4 relu (WRAP input) → QFlatten → QDense 10;
+    1-2 bit weights (f in 0..3 per weight, ~70% pruned): ~32k LUTs (da4ml), the largest CNN whose Verilator
+    build stays near a minute on 2 cores (a Fashion-MNIST-shaped one: bench/rtl_cnn.py, docs/rtl.md)."""
+    x = keras.Input((16, 16, 1))
+    y = L.QConv2D(4, 3, activation='relu')(x)
+    y = L.QMaxPooling2D(2)(y)
+    y = L.QConv2D(4, 3, activation='relu', input_quantizer={'overflow_mode': 'WRAP'})(y)
+    y = L.QFlatten()(y)
+    y = L.QDense(10)(y)
+    return _train(keras.Model(x, y), random_data((16, 16, 1), 2000, seed), seed, act_f=(0, 2), weight_f=(0, 3))
+
+
+def random_small(seed: int) -> tuple[Graph, tuple[int, ...]]:
+    """A random small model and its input shape: an odd seed gives Dense layers only, an even one a QConv1D
+    (random filters, kernel, stride, padding, maybe max pooling) first. Every layer's input quantizer has a
+    random overflow mode (SAT, WRAP, SAT_SYM), rounding (RND, TRN) and granularity; weights random per element."""
+    rng = np.random.default_rng(seed)
+
+    def pick(*options: Any) -> Any:
+        return options[int(rng.integers(len(options)))]
+
+    def iq() -> dict[str, str]:
+        return {'overflow_mode': pick('SAT', 'WRAP', 'SAT_SYM'), 'round_mode': pick('RND', 'TRN'),
+                'granularity': pick('element', 'channel', 'tensor')}
+
+    shape: tuple[int, ...]
+    if seed % 2:
+        shape = (int(rng.integers(4, 13)),)
+        y = x = keras.Input(shape)
+    else:
+        shape = (int(rng.integers(6, 13)), int(rng.integers(1, 4)))
+        x = keras.Input(shape)
+        y = L.QConv1D(int(rng.integers(2, 5)), int(rng.integers(2, 4)), strides=int(rng.integers(1, 3)),
+                      padding=pick('valid', 'same'), activation=pick('relu', None), input_quantizer=iq())(x)
+        if rng.random() < 0.5:
+            y = L.QMaxPooling1D(2)(y)
+        y = L.QFlatten()(y)
+    for _ in range(int(rng.integers(1, 3))):
+        y = L.QDense(int(rng.integers(3, 11)), activation=pick('relu', None), input_quantizer=iq())(y)
+    y = L.QDense(int(rng.integers(2, 6)), input_quantizer=iq())(y)
+    graph = _train(keras.Model(x, y), random_data(shape, 2000, seed), seed, act_f=(-1, 5), weight_f=(0, 5))
+    return graph, shape
 
 
 def _q(name: str, src: str, shape: tuple[int, ...], fmt: Format, rnd: str = 'RND', ovf: str = 'SAT') -> Node:
@@ -291,14 +341,19 @@ def built(rtl: Any, verilator: None, tmp_path_factory: pytest.TempPathFactory) -
     for name, make, cutoff in (('mlp', small_mlp, 5), ('tanh', small_tanh, -1)):
         keras.utils.set_random_seed(1234)
         graph = make()
-        start = time.perf_counter()
-        prj = rtl.write_rtl(graph, root / name, f'hgq_{name}', latency_cutoff=cutoff, clock_period=5.0)
-        traced = time.perf_counter() - start
-        prj.compile(nproc=2)
-        print(f'{name}: trace+write {traced:.1f} s, Verilator build {prj.build_seconds:.1f} s; {prj.describe_ports()}; '
-              f'{prj.latency}; da4ml cost {prj.comb.cost:.0f} LUTs')
-        out[name] = (graph, prj)
+        out[name] = (graph, _build(rtl, graph, root / name, f'hgq_{name}', cutoff))
     return out
+
+
+def _build(rtl: Any, graph: Graph, path: Path, name: str, cutoff: float) -> Any:
+    """Trace, write and build with Verilator (5 ns clock); print the times, the port and the size."""
+    start = time.perf_counter()
+    prj = rtl.write_rtl(graph, path, name, latency_cutoff=cutoff, clock_period=5.0)
+    traced = time.perf_counter() - start
+    prj.compile(nproc=2)
+    print(f'{name}: trace+write {traced:.1f} s, Verilator build {prj.build_seconds:.1f} s; {prj.describe_ports()}; '
+          f'{prj.latency}; da4ml cost {prj.comb.cost:.0f} LUTs')
+    return prj
 
 
 def test_mlp_verilator_equals_emulator(built: dict[str, Any]) -> None:
@@ -337,6 +392,61 @@ def test_yosys_synthesis_counts(built: dict[str, Any], yosys: None) -> None:
         assert (report['FF'] > 0) == expect_ff
         if expect_ff:
             assert report['latency']['cycles'] == prj.latency.cycles > 0
+
+
+# ---------------------------------------------------------------------------------------------- (a') larger models
+def _timed(predict: Any, label: str) -> Any:
+    def run(xs: np.ndarray) -> Any:
+        start = time.perf_counter()
+        y = predict(xs)
+        print(f'{label}: {len(xs)} samples in {time.perf_counter() - start:.2f} s')
+        return y
+    return run
+
+
+def _check_large(rtl: Any, graph: Graph, path: Path, name: str, shape: tuple[int, ...], n: int) -> None:
+    """Pipelined build (latency_cutoff=5); >= 100,000 outputs in range and x4, == 0 mismatches; both SAT and
+    WRAP quantizers overflow at x4."""
+    prj = _build(rtl, graph, path, name, 5)
+    assert prj.pipelined and prj.latency.cycles >= 3
+    x = _on_port_grid(prj.ports[0], np.random.default_rng(41).normal(size=(n, *shape)))
+    assert _compare(_timed(prj.predict, f'{name} verilator'), graph, x, name, min_outputs=100_000) >= 200_000
+    overflows = _overflows(graph, x[:2000] * 4)
+    assert overflows['SAT'] > 0 and overflows['WRAP'] > 0, overflows
+    weights = [node.attrs['weight_fmt'].broadcast(node.attrs['weight'].shape).width
+               for node in graph.nodes if node.op in ('dense', 'conv')]
+    assert all(np.unique(w).size >= 3 and 0.1 < (w == 0).mean() < 0.9 for w in weights)  # mixed widths, pruned
+
+
+def test_jets_mlp_verilator_equals_emulator(rtl: Any, verilator: None, tmp_path: Path) -> None:
+    """16-64-32-32-5: 20,000 samples x 5 outputs, in range and x4."""
+    keras.utils.set_random_seed(1234)
+    _check_large(rtl, jets_mlp(), tmp_path, 'hgq_jets', (16,), 20_000)
+
+
+def test_cnn_verilator_equals_emulator(rtl: Any, verilator: None, tmp_path: Path) -> None:
+    """16x16x1 CNN: 10,000 samples x 10 outputs, in range and x4."""
+    keras.utils.set_random_seed(1234)
+    _check_large(rtl, cnn16(), tmp_path, 'hgq_cnn', (16, 16, 1), 10_000)
+
+
+N_RANDOM = 25_000  # outputs per input scale and random model: 4 models give 100,000 in range and 100,000 at x4
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2, 3])
+def test_random_small_models_verilator_equals_emulator(rtl: Any, verilator: None, tmp_path: Path, seed: int) -> None:
+    """Float inputs as they come (strict=False: the port truncates them, and wraps them where the first
+    quantizer wraps; a saturating first quantizer's port holds every x4 input)."""
+    keras.utils.set_random_seed(1234 + seed)
+    graph, shape = random_small(seed)
+    prj = _build(rtl, graph, tmp_path, f'rand{seed}', (-1, 3)[seed % 2])
+    n = -(-N_RANDOM // prj.comb.shape[1])
+    x = np.random.default_rng(seed).normal(size=(n, *shape))
+    first = next(node for node in graph.nodes if graph.inputs[0] in node.inputs)
+    if first.attrs['overflow_mode'] != 'WRAP':
+        assert prj.ports[0].representable(_on_port_grid(prj.ports[0], x * 4)).all()
+    print(graph.summary())
+    _compare(lambda xs: prj.predict(xs, strict=False), graph, x, f'random {seed}', min_outputs=N_RANDOM)
 
 
 # ---------------------------------------------------------------------------------------------- (b) many models
