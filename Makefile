@@ -26,7 +26,7 @@ test-jax: $(STAMP)
 	KERAS_BACKEND=jax $(PY) -m pytest -q -m "not tensorflow_only" tests/test_fixed_point.py tests/test_quantizer.py tests/test_layers.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check hgq tests bench
+	$(VENV)/bin/ruff check hgq tests bench projects
 
 clean:
 	rm -rf $(VENV) .pytest_cache
