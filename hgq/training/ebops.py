@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from ._backend import model_function, values_of, variable_numpy
+from ._hooks import drop_batch_hook
 from ._walk import qlayers, quantizers, range_unobserved
 
 
@@ -50,13 +51,16 @@ class EBOPsLogger(keras.callbacks.Callback):
     """Put the model's EBOPs into the logs as `key`, so History, progress bars and checkpoints see it.
 
     Place it before the callbacks that read `logs[key]` (ParetoCheckpoint, ProgressBar).
-    `batch_logs=False` skips the per-batch update, which costs a device sync every step.
+    `batch_logs=True` also updates it after every batch, which costs a device sync every step; by
+    default it is written at epoch end only.
     """
 
-    def __init__(self, key: str = 'ebops', batch_logs: bool = True) -> None:
+    def __init__(self, key: str = 'ebops', batch_logs: bool = False) -> None:
         super().__init__()
         self.key = key
         self.batch_logs = bool(batch_logs)
+        if not self.batch_logs:
+            drop_batch_hook(self)
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if self.batch_logs and logs is not None:

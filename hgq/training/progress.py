@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 import keras
 
+from ._hooks import drop_batch_hook
 from .ebops import total_ebops
 
 MODES = ('epoch', 'overall')
@@ -55,6 +56,8 @@ class ProgressBar(keras.callbacks.Callback):
         self._tqdm: Any = None
         self._pbar: Any = None
         self._epochs = 0
+        if mode != 'epoch':
+            drop_batch_hook(self)  # the overall bar moves per epoch: no reason to slow every step
 
     @property
     def stream(self) -> TextIO:

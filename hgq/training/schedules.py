@@ -131,8 +131,8 @@ def set_beta(model: keras.layers.Layer, value: float) -> int:
 class BetaScheduler(keras.callbacks.Callback):
     """Set every QLayer's beta from `schedule(epoch)` at each epoch begin; report it as `logs['beta']`.
 
-    Keras passes no logs to `on_epoch_begin`, so the value is written into the batch and epoch-end
-    logs, where History, progress bars and checkpoints see it.
+    Keras passes no logs to `on_epoch_begin`, so the value is written into the epoch-end logs, where
+    History, progress bars and checkpoints see it (no batch hook: it would slow every step, see _hooks).
     """
 
     def __init__(self, schedule: Schedule | float, key: str = 'beta') -> None:
@@ -150,10 +150,6 @@ class BetaScheduler(keras.callbacks.Callback):
         self.value = value
         if logs is not None:
             logs[self.key] = value
-
-    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        if logs is not None and self.value is not None:
-            logs[self.key] = self.value
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if logs is not None and self.value is not None:
