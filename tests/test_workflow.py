@@ -172,6 +172,10 @@ def test_report_with_synthesis(run_dir, capsys):
     for r in rows:
         assert 0.0 <= r['test_accuracy'] <= 1.0 and r['exact_ebops'] > 0
     assert f'chosen: epoch {report["chosen"]["epoch"]}' in out
+    calibrated = Path(report['chosen']['calibrated_file'])
+    assert calibrated.is_file() and calibrated.parent == run_dir / 'report'
+    assert main(['export', str(calibrated), '--to', 'hls4ml', str(run_dir / 'hls'), '--check', '500']) == 0
+    assert '0 mismatches in 2500 outputs' in capsys.readouterr().out
     assert main(['report', str(run_dir.parent / 'nope')]) == 2
     assert 'not an hgq training run' in capsys.readouterr().err
 

@@ -7,7 +7,8 @@ within `tolerance` of the best one (validation, so the test set stays unbiased).
 checkpoints (the chosen one and others spread along the front) go through `hgq synth` for Yosys LUTs,
 FFs and latency, and the front is also plotted against LUTs.
 
-Writes RUN_DIR/report/: report.md, report.json, pareto.png, bitwidths.png, weight_bits.png, history.png,
+Writes RUN_DIR/report/: report.md, report.json, chosen-epoch-N-calibrated.keras (ready to export),
+pareto.png, bitwidths.png, weight_bits.png, history.png,
 and synth/epoch-N/ for synthesized checkpoints.
 """
 
@@ -195,8 +196,8 @@ def markdown(report: dict[str, Any]) -> str:
         f'## Chosen checkpoint: epoch {chosen["epoch"]}',
         '',
         f'`{chosen_row["file"]}`: test accuracy {chosen_row["test_accuracy"]:.4f}, '
-        f'{chosen_row["exact_ebops"]:,.0f} EBOPs. Export: `hgq export {chosen_row["file"]} --to hls4ml OUT`; '
-        f'RTL: `hgq synth {chosen_row["file"]} OUT`.',
+        f'{chosen_row["exact_ebops"]:,.0f} EBOPs. Calibrated copy: `{chosen["calibrated_file"]}`; export it with '
+        f'`hgq export {chosen["calibrated_file"]} --to hls4ml OUT`, RTL: `hgq synth {chosen["calibrated_file"]} OUT`.',
         '',
         layers_table(report['chosen_layers']),
         '',
@@ -241,6 +242,12 @@ def write_run_report(run_dir: str | Path, epoch: int | None = None, tolerance: f
         synthesize_rows(_spread(rows, chosen, synth), data, run['config']['synth'], out / 'synth', jobs)
 
     model = load_calibrated(Path(chosen['file']), data.x_train[:CALIBRATION_SAMPLES])
+    from hgq.training.pareto import _save_model_atomic
+
+    calibrated = out / f'chosen-epoch-{chosen["epoch"]:05d}-calibrated.keras'
+    for stale in out.glob('chosen-epoch-*-calibrated.keras'):
+        stale.unlink()
+    _save_model_atomic(model, str(calibrated))  # ready for hgq export / hgq synth without --calibration
     graph = ir.from_model(model)
     layers = weighted_layers(graph)
     title = f'{run["project"]}: epoch {chosen["epoch"]}, {chosen["exact_ebops"]:,.0f} EBOPs'
@@ -254,7 +261,8 @@ def write_run_report(run_dir: str | Path, epoch: int | None = None, tolerance: f
         'run_dir': str(run_dir), 'project': run['project'], 'backend': run['backend'], 'config': run['config'],
         'epochs_done': index['last_epoch'], 'written': time.strftime('%Y-%m-%d %H:%M:%S'), 'float': float_result,
         'calibration_samples': min(CALIBRATION_SAMPLES, len(data.x_train)), 'front': rows,
-        'chosen': {'epoch': chosen['epoch'], 'rule': rule}, 'chosen_layers': ebops_per_layer(graph),
+        'chosen': {'epoch': chosen['epoch'], 'rule': rule, 'calibrated_file': str(calibrated)},
+        'chosen_layers': ebops_per_layer(graph),
         'seconds': round(time.perf_counter() - start, 1),
     }
     from hgq.training.pareto import _write_json_atomic
