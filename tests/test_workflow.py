@@ -207,3 +207,13 @@ def test_fashion_mnist_missing_data_names_the_package(tmp_path):
     (tmp_path / 'train-images-idx3-ubyte').write_bytes(b'\x00\x00\x0d\x01' + b'\x00' * 8)
     with pytest.raises(ValueError, match='not an IDX file of unsigned bytes'):
         project.module.read_idx(tmp_path / 'train-images-idx3-ubyte')
+
+
+def test_demo_names_missing_system_tools(monkeypatch):
+    import shutil as shutil_module
+
+    from hgq import demo
+
+    real = shutil_module.which
+    monkeypatch.setattr(shutil_module, 'which', lambda tool: None if tool == 'yosys' else real(tool))
+    assert demo.missing_system_tools() == ['yosys']
