@@ -35,9 +35,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import keras
 
+    import hgq.layers  # noqa: F401 - registers the layers for loading
     from hgq.workflow import find_project, train
     from hgq.workflow.export import export_checked
-    from hgq.workflow.report import CALIBRATION_SAMPLES, front_table, load_calibrated, write_run_report
+    from hgq.workflow.report import front_table, write_run_report
 
     project = find_project('jets')
     config = project.config(project.directory / 'demo.yaml')
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
               f'{time.perf_counter() - started:.0f} s in all')
         return 0
     print(f'\n== hls4ml export of the chosen checkpoint (epoch {chosen["epoch"]}) ==', flush=True)
-    model = load_calibrated(Path(chosen['file']), data.x_train[:CALIBRATION_SAMPLES])
+    model = keras.models.load_model(report['chosen']['calibrated_file'])  # calibrated by the report
     hls = export_checked(model, out / 'hls4ml', check=10_000, real_inputs=data.x_test[:5_000], verbose=False)
 
     print(f'\nchosen: epoch {chosen["epoch"]}, test accuracy {chosen["test_accuracy"]:.4f} (float '

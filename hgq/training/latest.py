@@ -16,7 +16,7 @@ from typing import Any
 
 import keras
 
-from .pareto import _save_model_atomic, _write_json_atomic
+from .files import save_model_atomic, write_json_atomic
 
 MODEL_NAME = 'last.keras'
 STATE_NAME = 'last.json'
@@ -41,5 +41,5 @@ class LatestCheckpoint(keras.callbacks.Callback):
         os.makedirs(self.directory, exist_ok=True)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        _save_model_atomic(self.model, os.path.join(self.directory, MODEL_NAME))
-        _write_json_atomic(os.path.join(self.directory, STATE_NAME), {'epochs': int(epoch) + 1})
+        save_model_atomic(self.model, os.path.join(self.directory, MODEL_NAME))
+        write_json_atomic(os.path.join(self.directory, STATE_NAME), {'epochs': int(epoch) + 1})

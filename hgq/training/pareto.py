@@ -18,17 +18,17 @@ import json
 import math
 import os
 import re
-import uuid
 import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import keras
 
+from .files import TEMP_PREFIX, save_model_atomic, write_json_atomic
+
 DIRECTIONS = ('max', 'min')
 INDEX_NAME = 'pareto.json'
 INDEX_FORMAT = 'hgq-pareto/1'
-TEMP_PREFIX = '.tmp-'
 CHECKPOINT_PATTERN = re.compile(r'^epoch-(\d+)\.keras$')
 DEFAULT_METRICS = {'val_accuracy': 'max', 'ebops': 'min'}
 
@@ -96,49 +96,6 @@ class ParetoFront:
             del self._points[i]
         self._points[point_id] = clean
         return True, removed
-
-
-# ---------------------------------------------------------------- files
-def _fsync_directory(directory: str) -> None:
-    """Make a rename durable; not every platform can open a directory, which is harmless."""
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _temp_path(directory: str, suffix: str) -> str:
-    return os.path.join(directory, f'{TEMP_PREFIX}{uuid.uuid4().hex}{suffix}')
-
-
-def _atomic_replace(temp: str, target: str) -> None:
-    with open(temp, 'rb') as f:
-        os.fsync(f.fileno())
-    os.replace(temp, target)
-    _fsync_directory(os.path.dirname(target) or '.')
-
-
-def _write_json_atomic(path: str, data: Any) -> None:
-    temp = _temp_path(os.path.dirname(path) or '.', '.json')
-    try:
-        with open(temp, 'w', encoding='utf-8') as f:
-            json.dump(data, f, indent=1, allow_nan=False)
-        _atomic_replace(temp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(temp)
-
-
-def _save_model_atomic(model: keras.Model, path: str) -> None:
-    temp = _temp_path(os.path.dirname(path) or '.', '.keras')  # Keras insists on the .keras suffix
-    try:
-        model.save(temp)
-        _atomic_replace(temp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(temp)
 
 
 def read_index(directory: str | os.PathLike) -> dict[str, Any] | None:
@@ -216,7 +173,7 @@ class ParetoCheckpoint(keras.callbacks.Callback):
     def _remove_leftovers(self) -> None:
         """Delete temporary files and checkpoints the index does not name (both left by a crash)."""
         for name in os.listdir(self.directory):
-            stale_temp = name.startswith(TEMP_PREFIX) and name.endswith(('.keras', '.json'))
+            stale_temp = name.startswith(TEMP_PREFIX) and name.endswith(('.keras', '.json', '.txt'))
             orphan = CHECKPOINT_PATTERN.match(name) is not None and name not in self.front
             if stale_temp or orphan:
                 os.remove(os.path.join(self.directory, name))
@@ -225,7 +182,7 @@ class ParetoCheckpoint(keras.callbacks.Callback):
         entries = [{'file': i, 'epoch': self._epochs[i], 'metrics': m} for i, m in self.front]
         index = {'format': INDEX_FORMAT, 'metrics': self.front.objectives, 'last_epoch': last_epoch,
                  'checkpoints': entries}
-        _write_json_atomic(os.path.join(self.directory, INDEX_NAME), index)
+        write_json_atomic(os.path.join(self.directory, INDEX_NAME), index)
 
     def _metrics_from(self, logs: Mapping[str, Any] | None) -> dict[str, float]:
         logs = logs or {}
@@ -263,7 +220,7 @@ class ParetoCheckpoint(keras.callbacks.Callback):
         try:
             if kept:
                 self._epochs[name] = number
-                _save_model_atomic(self.model, path)
+                save_model_atomic(self.model, path)
             self._write_index(number)
         except BaseException:
             # Back to the state on disk: the old index still names the old front, whose files are intact.

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..report import ebops_per_layer, jsonable, layers_table, markdown_table, weight_bits
+from ..training.files import save_model_atomic, write_json_atomic, write_text_atomic
 from . import plots
 from .config import ConfigError
 from .train import CHECKPOINTS, FLOAT_FILE, HISTORY_FILE, read_run
@@ -70,9 +71,11 @@ def _accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.argmax(logits, axis=-1) == y))
 
 
-def evaluate_front(run_dir: Path, data: Any, checkpoints: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def evaluate_front(run_dir: Path, data: Any, checkpoints: list[dict[str, Any]],
+                   calibrated: dict[int, Any] | None = None) -> list[dict[str, Any]]:
     """One row per checkpoint, cheapest first: epoch, file, val_accuracy and ebops (as trained), exact_ebops and
-    test_accuracy (calibrated)."""
+    test_accuracy (calibrated). Pass a dict as `calibrated` to keep the calibrated models by epoch (reused for
+    synthesis and plots instead of calibrating again)."""
     from tqdm.auto import tqdm
 
     from hgq.training import exact_ebops
@@ -82,6 +85,8 @@ def evaluate_front(run_dir: Path, data: Any, checkpoints: list[dict[str, Any]]) 
     for entry in tqdm(sorted(checkpoints, key=lambda c: c['metrics']['ebops']), desc='calibrating checkpoints',
                       unit='ckpt', leave=False):
         model = load_calibrated(run_dir / CHECKPOINTS / entry['file'], x_cal)
+        if calibrated is not None:
+            calibrated[int(entry['epoch'])] = model
         rows.append({'epoch': int(entry['epoch']), 'file': str(run_dir / CHECKPOINTS / entry['file']),
                      'val_accuracy': float(entry['metrics']['val_accuracy']),
                      'ebops': float(entry['metrics']['ebops']),
@@ -130,20 +135,19 @@ def _spread(rows: list[dict[str, Any]], chosen: dict[str, Any], k: int) -> list[
     return [r for r in rows if r['epoch'] in picks]
 
 
-def synthesize_rows(rows: list[dict[str, Any]], data: Any, synth_config: dict[str, Any], out_dir: Path,
-                    jobs: int) -> None:
-    """`hgq synth` each row's checkpoint (calibrated as evaluated); adds LUT, FF, latency and mismatches."""
+def synthesize_rows(rows: list[dict[str, Any]], calibrated: dict[int, Any], synth_config: dict[str, Any],
+                    out_dir: Path, jobs: int) -> None:
+    """`hgq synth` each row's calibrated model (by epoch); adds LUT, FF, latency and mismatches to the row."""
     from .synth import SynthSettings, require_tools, synthesize_model
 
     require_tools()
-    x_cal = data.x_train[:CALIBRATION_SAMPLES]
     for n, row in enumerate(rows, 1):
         print(f'\n=== synthesizing checkpoint {n}/{len(rows)}: epoch {row["epoch"]} '
               f'({row["exact_ebops"]:,.0f} EBOPs) ===', flush=True)
-        model = load_calibrated(Path(row['file']), x_cal)
+        model = calibrated[row['epoch']]
         settings = SynthSettings(str(out_dir / f'epoch-{row["epoch"]:05d}'), float(synth_config['clock_ns']),
                                  float(synth_config['latency_cutoff']), int(synth_config['check']), jobs=jobs,
-                                 checkpoint=row['file'], calibration=f'first {len(x_cal)} training samples')
+                                 checkpoint=row['file'], calibration=f'first {CALIBRATION_SAMPLES:,} training samples')
         report, paths = synthesize_model(model, settings)
         s, lat, check = report['synthesis'], report['latency'], report['check']
         row.update({'LUT': s['LUT'], 'FF': s['FF'], 'CARRY4': s['CARRY4'], 'latency_cycles': lat['cycles'],
@@ -232,22 +236,21 @@ def write_run_report(run_dir: str | Path, epoch: int | None = None, tolerance: f
     float_result = json.loads(float_path.read_text(encoding='utf-8')) if float_path.is_file() else None
 
     start = time.perf_counter()
-    rows = evaluate_front(run_dir, data, index['checkpoints'])
+    models: dict[int, Any] = {}
+    rows = evaluate_front(run_dir, data, index['checkpoints'], calibrated=models)
     chosen = choose(rows, tolerance, epoch)
     rule = f'epoch {epoch}, as asked' if epoch is not None else (
         f'the fewest EBOPs with val accuracy within {tolerance:g} of the best')
     out = run_dir / 'report'
     out.mkdir(parents=True, exist_ok=True)
     if synth:
-        synthesize_rows(_spread(rows, chosen, synth), data, run['config']['synth'], out / 'synth', jobs)
+        synthesize_rows(_spread(rows, chosen, synth), models, run['config']['synth'], out / 'synth', jobs)
 
-    model = load_calibrated(Path(chosen['file']), data.x_train[:CALIBRATION_SAMPLES])
-    from hgq.training.pareto import _save_model_atomic
-
+    model = models[chosen['epoch']]
     calibrated = out / f'chosen-epoch-{chosen["epoch"]:05d}-calibrated.keras'
     for stale in out.glob('chosen-epoch-*-calibrated.keras'):
         stale.unlink()
-    _save_model_atomic(model, str(calibrated))  # ready for hgq export / hgq synth without --calibration
+    save_model_atomic(model, calibrated)  # ready for hgq export / hgq synth without --calibration
     graph = ir.from_model(model)
     layers = weighted_layers(graph)
     title = f'{run["project"]}: epoch {chosen["epoch"]}, {chosen["exact_ebops"]:,.0f} EBOPs'
@@ -265,10 +268,8 @@ def write_run_report(run_dir: str | Path, epoch: int | None = None, tolerance: f
         'chosen_layers': ebops_per_layer(graph),
         'seconds': round(time.perf_counter() - start, 1),
     }
-    from hgq.training.pareto import _write_json_atomic
-
-    _write_json_atomic(str(out / 'report.json'), jsonable(report))
-    (out / 'report.md').write_text(markdown(report), encoding='utf-8')
+    write_json_atomic(out / 'report.json', jsonable(report))
+    write_text_atomic(out / 'report.md', markdown(report))
     return report
 
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+from ..training.files import write_json_atomic, write_text_atomic
 from .config import ConfigError, dump_yaml
 from .project import Project
 
@@ -26,12 +28,6 @@ FLOAT_FILE = 'float.json'
 HISTORY_FILE = 'history.csv'
 CHECKPOINTS = 'checkpoints'
 PARETO_METRICS = {'val_accuracy': 'max', 'ebops': 'min'}
-
-
-def _write_json(path: Path, data: Any) -> None:
-    from hgq.training.pareto import _write_json_atomic
-
-    _write_json_atomic(str(path), data)
 
 
 def read_run(run_dir: str | os.PathLike) -> dict[str, Any]:
@@ -102,7 +98,7 @@ def train_float(project: Project, config: dict[str, Any], data: Any, run_dir: Pa
     result = {'epochs': epochs, 'seconds': round(time.perf_counter() - start, 1),
               'val_accuracy': float(model.evaluate(data.x_val, data.y_val, verbose=0)[1]),
               'test_accuracy': float(model.evaluate(data.x_test, data.y_test, verbose=0)[1])}
-    _write_json(path, result)
+    write_json_atomic(path, result)
     print(f'float baseline: val accuracy {result["val_accuracy"]:.4f}, test {result["test_accuracy"]:.4f} '
           f'({result["seconds"]:.0f} s)', flush=True)
     return result
@@ -120,8 +116,6 @@ def _start_or_resume(project: Project, config: dict[str, Any], run_dir: Path, re
         for stale in (RUN_FILE, FLOAT_FILE, HISTORY_FILE, 'last.json', 'last.keras'):
             (run_dir / stale).unlink(missing_ok=True)
         if (run_dir / CHECKPOINTS).is_dir():
-            import shutil
-
             shutil.rmtree(run_dir / CHECKPOINTS)
     elif run_file.is_file():
         previous = read_run(run_dir)
@@ -136,8 +130,8 @@ def _start_or_resume(project: Project, config: dict[str, Any], run_dir: Path, re
     run = {'format': RUN_FORMAT, 'project': project.name, 'project_dir': str(project.directory),
            'config': config, 'backend': keras.backend.backend(), 'created': time.strftime('%Y-%m-%d %H:%M:%S')}
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(run_file, run)
-    (run_dir / 'config.yaml').write_text(dump_yaml(config), encoding='utf-8')
+    write_json_atomic(run_file, run)
+    write_text_atomic(run_dir / 'config.yaml', dump_yaml(config))
     return project.build_model(config, quantized=True), 0
 
 
