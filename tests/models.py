@@ -35,3 +35,42 @@ def fit_randomized(model: keras.Model, x: np.ndarray, seed: int, **randomize: An
     randomize_formats(model, seed, **randomize)
     calibrate(model, x)
     return model
+
+
+def sequence_model() -> keras.Model:
+    """A small (12, 3) sequence model: QQuantize (WRAP) then a layer's own input quantizer (two quantizers in a
+    row), strided QConv1D, QDense on (steps, channels), relu with input and output quantizers, QMaxPooling1D,
+    and a tanh table whose per-element output rounds RND_CONV (its entries are then kept exact)."""
+    import hgq.layers as L
+
+    x = keras.Input((12, 3))
+    y = L.QQuantize({'overflow_mode': 'WRAP'})(x)
+    y = L.QConv1D(4, 3, strides=2, activation='relu')(y)
+    y = L.QDense(3)(y)
+    y = L.QActivation('relu', input_quantizer={}, output_quantizer={})(y)
+    y = L.QMaxPooling1D(2)(y)
+    y = L.QFlatten()(y)
+    y = L.QDense(4)(y)
+    y = L.QActivation('tanh', output_quantizer={'round_mode': 'RND_CONV', 'overflow_mode': 'WRAP'})(y)
+    y = L.QDense(3)(y)
+    return keras.Model(x, y)
+
+
+def small_checkpoint(directory: Any) -> tuple[Any, keras.Model]:
+    """A calibrated 6-8-3 QDense model saved as directory/model.keras, its 256 training inputs as calib.npy.
+    Layers are named (hidden, out): auto-names depend on which tests ran before in the process."""
+    from pathlib import Path
+
+    from hgq.layers import QDense
+    from hgq.training import calibrate
+
+    rng = np.random.default_rng(0)
+    model = keras.Sequential([keras.Input((6,)), QDense(8, activation='relu', name='hidden'), QDense(3, name='out')])
+    x = rng.normal(size=(256, 6)).astype(np.float32)
+    model.compile('adam', 'mse')
+    model.fit(x, rng.normal(size=(256, 3)).astype(np.float32), epochs=1, verbose=0)
+    calibrate(model, x)
+    path = Path(directory) / 'model.keras'
+    model.save(path)
+    np.save(path.parent / 'calib.npy', x)
+    return path, model

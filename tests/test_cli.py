@@ -3,26 +3,16 @@
 import os
 import shutil
 
-import keras
 import numpy as np
 import pytest
+from models import small_checkpoint
 
 from hgq.cli import main
-from hgq.layers import QDense
-from hgq.training import calibrate
 
 
 @pytest.fixture(scope='module')
 def checkpoint(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    model = keras.Sequential([keras.Input((6,)), QDense(8, activation='relu'), QDense(3)])
-    x = rng.normal(size=(256, 6)).astype(np.float32)
-    model.compile('adam', 'mse')
-    model.fit(x, rng.normal(size=(256, 3)).astype(np.float32), epochs=1, verbose=0)
-    calibrate(model, x)
-    path = tmp_path_factory.mktemp('ckpt') / 'model.keras'
-    model.save(path)
-    np.save(path.parent / 'calib.npy', x)
+    path, _ = small_checkpoint(tmp_path_factory.mktemp('ckpt'))
     return path
 
 
@@ -36,7 +26,7 @@ def test_export_checks_csim_against_emulator(checkpoint, tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0
     assert '0 mismatches in 12768 outputs' in out  # (4000 random + 256 calibration) x 3 outputs
-    assert 'q_dense_iq' in out and 'quantize' in out  # the precision table
+    assert 'hidden_iq' in out and 'quantize' in out  # the precision table
     assert (tmp_path / 'prj' / 'build_prj.tcl').is_file()  # hls4ml's own build script
 
 

@@ -13,9 +13,9 @@ import shutil
 import keras
 import numpy as np
 import pytest
+from models import small_checkpoint
 
 from hgq.cli import main
-from hgq.layers import QDense
 from hgq.training import calibrate, exact_ebops
 
 
@@ -35,16 +35,7 @@ def _require_tools() -> None:
 
 @pytest.fixture(scope='module')
 def checkpoint(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    # explicit names: auto-names depend on which tests ran before in the process
-    model = keras.Sequential([keras.Input((6,)), QDense(8, activation='relu', name='hidden'), QDense(3, name='out')])
-    x = rng.normal(size=(256, 6)).astype(np.float32)
-    model.compile('adam', 'mse')
-    model.fit(x, rng.normal(size=(256, 3)).astype(np.float32), epochs=1, verbose=0)
-    calibrate(model, x)
-    path = tmp_path_factory.mktemp('ckpt') / 'model.keras'
-    model.save(path)
-    np.save(path.parent / 'calib.npy', x)
+    path, model = small_checkpoint(tmp_path_factory.mktemp('ckpt'))
     return path, exact_ebops(model)
 
 

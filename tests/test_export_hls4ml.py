@@ -22,7 +22,7 @@ from typing import Any
 import keras
 import numpy as np
 import pytest
-from models import random_data, randomize_formats
+from models import random_data, randomize_formats, sequence_model
 
 import hgq.ir as ir
 from hgq import layers as L
@@ -118,21 +118,9 @@ def tables_pooling_merges() -> tuple[keras.Model, np.ndarray]:
 
 
 def sequence() -> tuple[keras.Model, np.ndarray]:
-    """A small (12, 3) sequence model: QQuantize then a layer's own input quantizer (two quantizers in a row),
-    strided QConv1D, QDense on (steps, channels), relu with input and output quantizers, QMaxPooling1D, and a
-    tanh table whose per-element output rounds RND_CONV (its entries are then kept exact)."""
-    x = keras.Input((12, 3))
-    y = L.QQuantize({'overflow_mode': 'WRAP'})(x)
-    y = L.QConv1D(4, 3, strides=2, activation='relu')(y)
-    y = L.QDense(3)(y)
-    y = L.QActivation('relu', input_quantizer={}, output_quantizer={})(y)
-    y = L.QMaxPooling1D(2)(y)
-    y = L.QFlatten()(y)
-    y = L.QDense(4)(y)
-    y = L.QActivation('tanh', output_quantizer={'round_mode': 'RND_CONV', 'overflow_mode': 'WRAP'})(y)
-    y = L.QDense(3)(y)
+    """tests/models.py's sequence model, trained with random formats, and its data."""
     data = random_data((12, 3), 2000, 7)
-    return _train(keras.Model(x, y), data, 8, act_f=(1, 6)), data
+    return _train(sequence_model(), data, 8, act_f=(1, 6)), data
 
 
 def consecutive() -> tuple[keras.Model, np.ndarray]:

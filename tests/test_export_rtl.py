@@ -26,7 +26,7 @@ from typing import Any
 import keras
 import numpy as np
 import pytest
-from models import fit_randomized, random_data
+from models import fit_randomized, random_data, sequence_model
 
 import hgq.ir as ir
 from hgq import layers as L
@@ -140,19 +140,8 @@ def tables_pooling_merges(seed: int) -> Graph:
 
 
 def sequence(seed: int) -> Graph:
-    """(12, 3): QQuantize (WRAP) then a layer's input quantizer, strided QConv1D, QDense on (steps, channels),
-    relu with quantizers, QMaxPooling1D, a tanh table rounding RND_CONV (its entries are exact constants)."""
-    x = keras.Input((12, 3))
-    y = L.QQuantize({'overflow_mode': 'WRAP'})(x)
-    y = L.QConv1D(4, 3, strides=2, activation='relu')(y)
-    y = L.QDense(3)(y)
-    y = L.QActivation('relu', input_quantizer={}, output_quantizer={})(y)
-    y = L.QMaxPooling1D(2)(y)
-    y = L.QFlatten()(y)
-    y = L.QDense(4)(y)
-    y = L.QActivation('tanh', output_quantizer={'round_mode': 'RND_CONV', 'overflow_mode': 'WRAP'})(y)
-    y = L.QDense(3)(y)
-    return _train(keras.Model(x, y), random_data((12, 3), 1000, seed), seed, act_f=(1, 6))
+    """tests/models.py's sequence model, trained with random formats."""
+    return _train(sequence_model(), random_data((12, 3), 1000, seed), seed, act_f=(1, 6))
 
 
 def jets_mlp(seed: int = 7) -> Graph:
