@@ -117,6 +117,24 @@ def _info_table(node: Node, ins: list[TensorInfo | None]) -> TensorInfo:
     return TensorInfo(lo, hi, fmt)
 
 
+def _info_encode(node: Node, ins: list[TensorInfo | None]) -> TensorInfo:
+    """Reachable indices from the input bounds: #(lo >= t) .. #(hi >= t)."""
+    x, t = ins[0], node.attrs['thresholds']
+    lo = np.sum(x.lo[..., None] >= t, axis=-1).astype(np.float64)
+    hi = np.sum(x.hi[..., None] >= t, axis=-1).astype(np.float64)
+    return TensorInfo(lo, hi, _format_of_range(lo, hi, np.zeros(node.shape)))
+
+
+def _info_decode(node: Node, ins: list[TensorInfo | None]) -> TensorInfo:
+    """Bounds over the reachable levels; the format is the levels' own (what the hardware stores)."""
+    x, levels = ins[0], node.attrs['levels']
+    idx = np.arange(levels.shape[-1])
+    reachable = (idx >= x.lo[..., None]) & (idx <= x.hi[..., None])
+    lo = np.where(reachable, levels, np.inf).min(axis=-1)
+    hi = np.where(reachable, levels, -np.inf).max(axis=-1)
+    return TensorInfo(lo, hi, node.attrs['fmt'].broadcast(node.shape))
+
+
 def _pooled(node: Node, v: np.ndarray, reduce: Any) -> np.ndarray:
     pool, strides = node.attrs['pool_size'], node.attrs['strides']
     windows = np.lib.stride_tricks.sliding_window_view(v, pool, axis=tuple(range(len(pool))))
@@ -164,7 +182,8 @@ def _info_reshape(node: Node, ins: list[TensorInfo | None]) -> TensorInfo:
 
 INFO = {
     'quantize': _info_quantize, 'dense': _info_dense, 'conv': _info_conv, 'affine': _info_affine,
-    'relu': _info_relu, 'table': _info_table, 'max_pool': _info_max_pool, 'avg_pool': _info_avg_pool,
+    'relu': _info_relu, 'encode': _info_encode, 'decode': _info_decode,
+    'table': _info_table, 'max_pool': _info_max_pool, 'avg_pool': _info_avg_pool,
     'add': _info_add, 'concat': _info_concat, 'reshape': _info_reshape,
 }
 

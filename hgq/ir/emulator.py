@@ -147,6 +147,26 @@ def _op_table(node: Node, args: list[Any]) -> FixedTensor:
     return FixedTensor(as_codes(q, np.broadcast_to(f, q.shape)), f)
 
 
+def _op_encode(node: Node, args: list[Any]) -> FixedTensor:
+    """Index = number of thresholds at or below the input, compared exactly as integer codes."""
+    x = args[0]
+    f = np.broadcast_to(x.f, node.shape)
+    thresholds = node.attrs['thresholds']
+    t_codes = as_codes(thresholds, np.broadcast_to(f[..., None], thresholds.shape))
+    index = np.sum(x.codes[..., None] >= t_codes, axis=-1).astype(np.int64)
+    return FixedTensor(index, np.zeros(node.shape, dtype=np.int64))
+
+
+def _op_decode(node: Node, args: list[Any]) -> FixedTensor:
+    """Level per element: a gather from the element's own table of exact level codes."""
+    index = args[0].codes.astype(np.int64)
+    f = np.broadcast_to(node.attrs['fmt'].f, node.shape)
+    levels = node.attrs['levels']
+    codes = as_codes(levels, np.broadcast_to(f[..., None], levels.shape))
+    table = np.broadcast_to(codes, (index.shape[0], *codes.shape))
+    return FixedTensor(np.take_along_axis(table, index[..., None], axis=-1)[..., 0], f)
+
+
 def _pool_windows(node: Node, x: FixedTensor) -> tuple[np.ndarray, int]:
     fx = int(np.max(x.f))
     codes = x.lifted(fx)
@@ -200,7 +220,8 @@ def _op_reshape(node: Node, args: list[Any]) -> FixedTensor:
 
 OPS: dict[str, Callable[[Node, list[Any]], Any]] = {
     'input': _op_input, 'quantize': _op_quantize, 'dense': _op_dense, 'conv': _op_conv, 'affine': _op_affine,
-    'relu': _op_relu, 'table': _op_table, 'max_pool': _op_max_pool, 'avg_pool': _op_avg_pool, 'add': _op_add,
+    'relu': _op_relu, 'encode': _op_encode, 'decode': _op_decode,
+    'table': _op_table, 'max_pool': _op_max_pool, 'avg_pool': _op_avg_pool, 'add': _op_add,
     'concat': _op_concat, 'reshape': _op_reshape,
 }
 

@@ -20,6 +20,8 @@ from ..layers import (
 )
 from ..layers.linear import QConvBase, QDense, QLinearBase
 from ..quantizers.base import Quantizer
+from ..quantizers.fixed_point import FixedFormat
+from ..quantizers.indexed import Description, IndexedFormat
 from .analysis import warn_if_float32_inexact
 from .graph import Format, Graph, Node
 
@@ -47,17 +49,63 @@ class _Tracer:
         return unique
 
     def quantize(self, q: Quantizer, src: str, shape: tuple[int, ...], source: str, suffix: str) -> str:
-        fmt = q.fixed_format()
-        return self.add(f'{source}_{suffix}', 'quantize', [src], shape, source,
-                        fmt=Format.of(fmt.k, fmt.i, fmt.f, shape), round_mode=fmt.round_mode,
-                        overflow_mode=fmt.overflow_mode)
+        """Lower the quantizer's exact description into ops (one handler per description kind)."""
+        return self.lower(q.describe(), src, shape, source, suffix)
+
+    def lower(self, desc: Description, src: str, shape: tuple[int, ...], source: str, suffix: str) -> str:
+        if isinstance(desc, IndexedFormat):
+            return self.lower_indexed(desc, src, shape, source, suffix)
+        if isinstance(desc, FixedFormat):
+            return self.add(f'{source}_{suffix}', 'quantize', [src], shape, source, **_cast_attrs(desc, shape))
+        raise TypeError(f'{source}: the quantizer described itself as {type(desc).__name__}; the IR lowers '
+                        'FixedFormat and IndexedFormat descriptions only')
+
+    def lower_indexed(self, desc: IndexedFormat, src: str, shape: tuple[int, ...], source: str, suffix: str,
+                      cast_done: bool = False) -> str:
+        """cast -> encode (index) -> decode (level); `cast_done` when the producing op already cast."""
+        x = src if cast_done else self.add(f'{source}_{suffix}_cast', 'quantize', [src], shape, source,
+                                           **_cast_attrs(desc.input_format, shape))
+        n = desc.n_levels
+        thresholds = np.broadcast_to(desc.thresholds, (*shape, n - 1)).copy()
+        levels = np.broadcast_to(desc.levels, (*shape, n)).copy()
+        lf = desc.level_format()
+        index = self.add(f'{source}_{suffix}_encode', 'encode', [x], shape, source, thresholds=thresholds,
+                         index_bits=desc.index_bits)
+        return self.add(f'{source}_{suffix}', 'decode', [index], shape, source, levels=levels,
+                        fmt=Format.of(lf.k, lf.i, lf.f, shape))
 
     def weights(self, q: Quantizer, values: Any) -> tuple[np.ndarray, Format]:
         """Quantized constant exactly as Keras uses it in inference, and its per-element format."""
         raw = _np(values)
-        fmt = q.fixed_format(raw)
+        desc = q.describe(raw)
         quantized = _np(q(keras.ops.convert_to_tensor(values), training=False))
+        if isinstance(desc, IndexedFormat):
+            reference = desc.quantize(raw)
+            mismatches = int(np.sum(reference != quantized))
+            if mismatches:
+                raise ValueError(f'{q.name}: Keras inference and its own IndexedFormat description differ on '
+                                 f'{mismatches} of {raw.size} weights; the quantizer breaks the protocol')
+            fmt = desc.level_format()
+        else:
+            fmt = desc
         return quantized, Format.of(fmt.k, fmt.i, fmt.f, raw.shape)
+
+
+def _cast_attrs(fmt: FixedFormat, shape: tuple[int, ...]) -> dict[str, Any]:
+    return {'fmt': Format.of(fmt.k, fmt.i, fmt.f, shape), 'round_mode': fmt.round_mode,
+            'overflow_mode': fmt.overflow_mode}
+
+
+def _cast_of(desc: Description) -> FixedFormat:
+    """The fixed-point cast an op with a built-in output cast (table, avg_pool) applies."""
+    return desc.input_format if isinstance(desc, IndexedFormat) else desc
+
+
+def _finish_cast(t: _Tracer, desc: Description, y: str, shape: tuple[int, ...], source: str) -> str:
+    """After an op that cast to `_cast_of(desc)`: encode and decode for an indexed description."""
+    if isinstance(desc, IndexedFormat):
+        return t.lower_indexed(desc, y, shape, source, 'oq', cast_done=True)
+    return y
 
 
 def _output_shape(node: Any) -> tuple[int, ...]:
@@ -83,7 +131,7 @@ def _trace_linear(t: _Tracer, layer: QLinearBase, src: str, in_shape: tuple, out
 
 def _trace_table(t: _Tracer, layer: QActivation, x: str, shape: tuple) -> str:
     """Evaluate fn with Keras on every code of the union input domain (exactly what inference computes)."""
-    fin = layer.input_quantizer.fixed_format()
+    fin = layer.input_quantizer.output_format()
     k, i, f = (np.broadcast_to(a, shape) for a in (fin.k, fin.i, fin.f))
     live = (k + i + f) > 0
     domain_f = int(f[live].max()) if live.any() else 0
@@ -94,10 +142,12 @@ def _trace_table(t: _Tracer, layer: QActivation, x: str, shape: tuple) -> str:
                          f'(more than 2^{MAX_TABLE_BITS}); narrow its input quantizer')
     grid = (np.arange(lo, hi + 1, dtype=np.float64) * 2.0**-domain_f).astype(np.float32)
     table = _np(layer.fn(keras.ops.convert_to_tensor(grid)))
-    fout = layer.output_quantizer.fixed_format()
-    return t.add(layer.name, 'table', [x], shape, layer.name, table=table, domain_f=domain_f, domain_min_code=lo,
-                 out_fmt=Format.of(fout.k, fout.i, fout.f, shape), round_mode=fout.round_mode,
-                 overflow_mode=fout.overflow_mode, function=layer.activation)
+    desc = layer.output_quantizer.describe()
+    fout = _cast_of(desc)
+    y = t.add(layer.name, 'table', [x], shape, layer.name, table=table, domain_f=domain_f, domain_min_code=lo,
+              out_fmt=Format.of(fout.k, fout.i, fout.f, shape), round_mode=fout.round_mode,
+              overflow_mode=fout.overflow_mode, function=layer.activation)
+    return _finish_cast(t, desc, y, shape, layer.name)
 
 
 def _trace_layer(t: _Tracer, layer: Any, srcs: list[str], in_shape: tuple, out_shape: tuple) -> str:
@@ -126,10 +176,10 @@ def _trace_layer(t: _Tracer, layer: Any, srcs: list[str], in_shape: tuple, out_s
     if isinstance(layer, (keras.layers.MaxPooling1D, keras.layers.MaxPooling2D)):
         return t.add(layer.name, 'max_pool', [src], out_shape, layer.name, **_pool_attrs(layer))
     if isinstance(layer, (QAveragePooling1D, QAveragePooling2D)):
-        fmt = layer.output_quantizer.fixed_format()
-        return t.add(layer.name, 'avg_pool', [src], out_shape, layer.name,
-                     fmt=Format.of(fmt.k, fmt.i, fmt.f, out_shape), round_mode=fmt.round_mode,
-                     overflow_mode=fmt.overflow_mode, **_pool_attrs(layer))
+        desc = layer.output_quantizer.describe()
+        y = t.add(layer.name, 'avg_pool', [src], out_shape, layer.name, **_cast_attrs(_cast_of(desc), out_shape),
+                  **_pool_attrs(layer))
+        return _finish_cast(t, desc, y, out_shape, layer.name)
     if isinstance(layer, keras.layers.Add):
         return t.add(layer.name, 'add', srcs, out_shape, layer.name)
     if isinstance(layer, keras.layers.Concatenate):

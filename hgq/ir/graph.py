@@ -1,6 +1,7 @@
 """The fixed-point graph: what a calibrated model computes, in exact formats, with no Keras inside.
 
-Every tensor has a per-element format (k, i, f) (shape = tensor shape without the batch axis,
+Every tensor has a per-element format (k, i, f) (an index from `encode` is the unsigned integer
+format (0, b, 0)) (shape = tensor shape without the batch axis,
 or broadcastable to it). Constants (weights, biases, tables) are float64 arrays whose values are
 exactly representable in their formats (they are k+i+f <= 53-bit numbers). Backends read only
 these objects.
@@ -15,6 +16,8 @@ Nodes, in topological order, each producing one named tensor:
 | conv | weight (*kernel, c_in, c_out), bias, strides, padding | exact N-D convolution, channels last |
 | affine | scale (c,), offset (c,) | y = x·scale + offset per channel (last axis), exact |
 | relu | | max(x, 0), exact |
+| encode | thresholds (*shape, n-1) ascending on the input grid; index_bits b | index = #{j: x >= t_j} |
+| decode | levels (*shape, n) exact; fmt: Format of the levels | y = levels[index] per element |
 | table | table (fn at every input code), domain_f, domain_min_code, out_fmt, round/overflow_mode | lookup, quantize |
 | max_pool | pool_size, strides, padding | exact |
 | avg_pool | pool_size, strides, padding, fmt, round_mode, overflow_mode | sum / count, then quantize |

@@ -9,14 +9,16 @@ from keras import ops
 
 from ..quantizers.base import Quantizer
 from ..quantizers.hgq_quantizer import HGQQuantizer
+from ..quantizers.registry import make_scheme
 
 QuantizerSpec = Quantizer | dict[str, Any] | None
 
 
 def make_quantizer(layer_name: str, argument: str, spec: QuantizerSpec, role: str,
                    default: dict[str, Any] | None = None) -> Quantizer | None:
-    """The quantizer for a layer argument: an instance, a dict of HGQQuantizer arguments, a serialized
-    config, or None (then `default`: a dict of HGQQuantizer arguments, or None for no quantizer)."""
+    """The quantizer for a layer argument: an instance, a dict of HGQQuantizer arguments, a dict naming a
+    registered scheme ({'scheme': 'lsq', ...}), a serialized config, or None (then `default`: a dict of
+    HGQQuantizer arguments, or None for no quantizer)."""
     if spec is None:
         spec = default
     if spec is None:
@@ -27,6 +29,8 @@ def make_quantizer(layer_name: str, argument: str, spec: QuantizerSpec, role: st
     if isinstance(spec, dict):
         if 'class_name' in spec and 'config' in spec:
             return keras.saving.deserialize_keras_object(spec)
+        if 'scheme' in spec:
+            return make_scheme(spec, role, name, f'{layer_name}: {argument}')
         return HGQQuantizer(role=role, name=name, **spec)
     raise TypeError(f'{layer_name}: {argument}={spec!r} is not valid; give a Quantizer, a dict of HGQQuantizer '
                     'arguments (e.g. {"f_init": 4, "overflow_mode": "WRAP"}) or None for the default')

@@ -27,6 +27,7 @@ from .fixed_point import (
     round_to_step,
 )
 from .modes import check_overflow_mode, check_round_mode
+from .registry import register_scheme
 
 GRANULARITIES = ('element', 'channel', 'tensor')
 LN2 = math.log(2.0)
@@ -177,6 +178,18 @@ class HGQQuantizer(Quantizer):
         k, i, f = (np.asarray(a).astype(np.int64) for a in (k, i, f))
         return FixedFormat(k, i, f, self.round_mode, overflow)
 
+    def describe(self, values: np.ndarray | None = None) -> FixedFormat:
+        return self.fixed_format(values)
+
+    def calibration_variables(self) -> list[keras.Variable]:
+        return [self.range_min, self.range_max] if self.role == 'activation' and self.built else []
+
+    def unobserved(self) -> bool:
+        if self.role != 'activation' or not self.built:
+            return False
+        lo, hi = (keras.ops.convert_to_numpy(v) for v in (self.range_min, self.range_max))
+        return bool(np.any(lo > hi))
+
     def reset_range(self) -> None:
         if self.role == 'activation' and self.built:
             self.range_min.assign(ops.full(self.range_min.shape, np.inf))
@@ -218,6 +231,13 @@ class FixedQuantizer(Quantizer):
         one = np.ones((), dtype=np.int64)
         return FixedFormat(one * self.k, one * self.i, one * self.f, self.round_mode, self.overflow_mode)
 
+    def describe(self, values: np.ndarray | None = None) -> FixedFormat:
+        return self.fixed_format(values)
+
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), 'k': self.k, 'i': self.i, 'f': self.f,
                 'round_mode': self.round_mode, 'overflow_mode': self.overflow_mode}
+
+
+register_scheme('hgq', HGQQuantizer)
+register_scheme('fixed', FixedQuantizer)

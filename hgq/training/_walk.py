@@ -14,9 +14,6 @@ import keras
 
 from ..layers.base import QLayer
 from ..quantizers.base import Quantizer
-from ._backend import variable_numpy
-
-RANGE_ATTRIBUTES = ('range_min', 'range_max')
 
 
 def iter_layers(model: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
@@ -44,16 +41,6 @@ def quantizers(model: keras.layers.Layer) -> list[Quantizer]:
     return [layer for layer in iter_layers(model) if isinstance(layer, Quantizer)]
 
 
-def range_variables(quantizer: Quantizer) -> list[keras.Variable]:
-    """The variables in which a quantizer tracks the activation range (empty for weight quantizers)."""
-    found = (getattr(quantizer, name, None) for name in RANGE_ATTRIBUTES)
-    return [v for v in found if isinstance(v, keras.Variable)]
-
-
-def range_unobserved(quantizer: Quantizer) -> bool:
-    """True when some element's range was never seen (min > max): its bit-width would read as 0."""
-    variables = range_variables(quantizer)
-    if len(variables) != 2:
-        return False
-    lo, hi = (variable_numpy(v) for v in variables)
-    return bool((lo > hi).any())
+def calibration_variables(quantizer: Quantizer) -> list[keras.Variable]:
+    """The variables calibration measures, as the quantizer names them (protocol, not attribute names)."""
+    return [v for v in quantizer.calibration_variables() if isinstance(v, keras.Variable)]

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 
 from ._backend import model_function, values_of
-from ._walk import quantizers, range_variables
+from ._walk import calibration_variables, quantizers
 
 
 def reset_ranges(model: keras.layers.Layer) -> int:
@@ -81,7 +81,8 @@ def calibrate(model: keras.Model, x: Any, batch_size: int = 1024) -> None:
     statistics, Dropout is off: the model the hardware will compute) with every quantizer's
     `calibrating` flag set, so activation quantizers observe their ranges and apply no overflow.
     They run statelessly (`model.stateless_call`, compiled): every variable is threaded through as a
-    value, and at the end only the quantizers' range variables are written back, so nothing else
+    value, and at the end only the variables the quantizers name in `calibration_variables()` are written
+    back (then each quantizer's `after_calibration()` runs), so nothing else
     changes, and nothing at all if calibration fails part-way.
     """
     if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
@@ -91,11 +92,11 @@ def calibrate(model: keras.Model, x: Any, batch_size: int = 1024) -> None:
     n = _check_data(leaves)
 
     trainable, non_trainable = model.trainable_variables, model.non_trainable_variables
-    keep = {id(v) for q in quantizers(model) for v in range_variables(q)}
+    keep = {id(v) for q in quantizers(model) for v in calibration_variables(q)}
     tracked = [i for i, v in enumerate(non_trainable) if id(v) in keep]
     if len(tracked) != len(keep):
-        raise ValueError('calibrate: some quantizer range variables are not tracked by the model, so they cannot be '
-                         'calibrated; build the model from hgq.layers so Keras tracks every quantizer')
+        raise ValueError('calibrate: some quantizer calibration variables are not tracked by the model, so they '
+                         'cannot be calibrated; build the model from hgq.layers so Keras tracks every quantizer')
 
     # Start from reset ranges, computed by each quantizer's own reset_range() but applied to copies only.
     with keras.StatelessScope(state_mapping=[(v, v.value) for v in non_trainable]) as scope:
@@ -117,3 +118,5 @@ def calibrate(model: keras.Model, x: Any, batch_size: int = 1024) -> None:
             q.calibrating = False
     for i in tracked:
         non_trainable[i].assign(state[i])
+    for q in all_quantizers:
+        q.after_calibration()

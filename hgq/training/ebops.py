@@ -14,7 +14,7 @@ import numpy as np
 
 from ._backend import model_function, values_of, variable_numpy
 from ._hooks import drop_batch_hook
-from ._walk import qlayers, quantizers, range_unobserved
+from ._walk import qlayers, quantizers
 
 
 def total_ebops(model: keras.layers.Layer) -> float:
@@ -37,7 +37,7 @@ def exact_ebops(model: keras.layers.Layer, check_calibrated: bool = True) -> flo
     """
     layers = qlayers(model)
     if check_calibrated:
-        missing = sorted({q.name for layer in layers for q in quantizers(layer) if range_unobserved(q)})
+        missing = sorted({q.name for layer in layers for q in quantizers(layer) if q.unobserved()})
         if missing:
             raise ValueError(f'exact_ebops: activation ranges of {missing} were never observed, so their bit-widths '
                              'would count as 0; run hgq.training.calibrate(model, x) on representative data first')

@@ -1,0 +1,5 @@
+"""Built-in quantization schemes beyond HGQ; each module registers itself (see ../registry.py).
+
+Each scheme implements the protocol of ../base.py and describes itself exactly (FixedFormat or
+IndexedFormat); docs/quantizers.md gives each one's definition and source.
+"""
