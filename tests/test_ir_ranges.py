@@ -81,3 +81,19 @@ def test_windows_match_a_direct_loop():
     np.testing.assert_array_equal(pooled[1, 0, 1], a[2:4, 0:2, 1].ravel())
     with pytest.raises(ValueError, match='padding'):
         conv_windows(a, kernel, strides, 'causal')
+
+
+def test_encode_decode_bounds_equal_brute_force():
+    fmt = (1, 1, 1)  # inputs -2 .. 1.5
+    thresholds = np.array([[-1.0, 0.5, 1.0], [1.5, 1.5, 1.5]])  # element 1 reaches indices 0 and 3 only
+    levels = np.array([[-0.75, 0.0, 0.25, 2.5], [-0.5, 9.0, 9.0, 1.25]])
+    nodes = _quantize((2,), fmt) + [
+        Node('e', 'encode', ['q'], (2,), {'thresholds': thresholds, 'index_bits': 2}),
+        Node('d', 'decode', ['e'], (2,), {'levels': levels, 'fmt': Format.of(1, 4, 2, (2,))}),
+    ]
+    # decode bounds come from the reachable index *interval*; element 1's gap (indices 1, 2) is not excluded
+    graph = Graph(nodes, ['x'], ['d'])
+    _assert_tight(graph, _every_input((2,), fmt), loose=('d',))
+    info = analysis.analyze(graph)['d']
+    np.testing.assert_array_equal(info.lo, [-0.75, -0.5])
+    np.testing.assert_array_equal(info.hi[0], 2.5)
