@@ -46,8 +46,9 @@ from typing import Any
 
 import numpy as np
 
-from ..ir.graph import Format, Graph, Node, same_padding
+from ..ir.graph import Format, Graph, Node
 from ..ir.intmath import round_divide
+from ..ir.windows import conv_windows, pool_windows
 from ..quantizers.fixed_point import quantize_np
 from ..quantizers.modes import check_overflow_mode, check_round_mode
 
@@ -294,16 +295,9 @@ def _fix_unsigned_wrap(x: Any, y: Any, k: np.ndarray, i: np.ndarray, f: np.ndarr
 def _patches(raw: np.ndarray, node: Node, kernel: tuple[int, ...]) -> np.ndarray:
     """(*out_spatial, *kernel, c) windows of one sample (object array), Keras padding and strides."""
     strides, padding = node.attrs['strides'], node.attrs['padding']
-    spatial = raw.shape[:-1]
-    if padding == 'same':
-        raw = np.pad(raw, [*same_padding(spatial, kernel, strides), (0, 0)], constant_values=0)
-    elif padding != 'valid':
+    if padding not in ('same', 'valid'):
         raise _fail(node, f'padding={padding!r} is not supported')
-    rank = len(kernel)
-    windows = np.lib.stride_tricks.sliding_window_view(raw, kernel, axis=tuple(range(rank)))
-    windows = windows[tuple(slice(None, None, s) for s in strides)]  # (*out, c, *kernel)
-    order = (*range(rank), *range(rank + 1, 2 * rank + 1), rank)
-    return np.ascontiguousarray(windows.transpose(order))
+    return conv_windows(raw, kernel, strides, padding, 0)
 
 
 def _pool_windows(raw: np.ndarray, node: Node) -> np.ndarray:
@@ -311,9 +305,7 @@ def _pool_windows(raw: np.ndarray, node: Node) -> np.ndarray:
     pool, strides, padding = node.attrs['pool_size'], node.attrs['strides'], node.attrs['padding']
     if padding != 'valid':
         raise _fail(node, f'pooling with padding={padding!r} is not supported (the emulator has "valid" only)')
-    windows = np.lib.stride_tricks.sliding_window_view(raw, pool, axis=tuple(range(len(pool))))
-    windows = windows[tuple(slice(None, None, s) for s in strides)]
-    return windows.reshape(*windows.shape[: len(pool) + 1], -1)
+    return pool_windows(raw, pool, strides)
 
 
 def _with_zero_consts(raw: np.ndarray, like: Any) -> np.ndarray:
