@@ -548,7 +548,7 @@ def test_yosys_report_parsing() -> None:
     assert parse_ltp('Longest topological path in top (length=17):\n  0 ...') == 17
     assert parse_ltp('nothing') is None
     script = yosys_script([Path('/a.v')], 'top')
-    assert 'synth_xilinx -top top -flatten -nodsp -noiopad' in script and 'stat -json' in script
+    assert 'synth_xilinx -top top -flatten -nodsp -noiopad -noclkbuf' in script and 'stat -json' in script
 
 
 def pruned_inputs_ir() -> Graph:
