@@ -9,8 +9,8 @@ counts_only (Yosys counts only: no Verilator check, no longest-path analysis).
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import contextlib
+import dataclasses
 import shutil
 import sys
 import time
