@@ -13,7 +13,8 @@ Script (Yosys 0.23, `apt-get install -y yosys`):
 `-nodsp` keeps multipliers in LUTs (da4ml writes adder graphs, no multipliers anyway), `-noiopad`
 leaves the ports unbuffered, `-noclkbuf` inserts no BUFG on the clock (a global buffer is no logic; it
 was the only cell this changes, and skipping it saves a pass: measured in bench/synth_speed.py).
-`ltp -noff` is the longest topological path in cells, flip-flops cut (for a combinational design: input to output), a technology-independent depth, not a timing.
+`ltp -noff` is the longest topological path in cells, flip-flops cut (for a combinational design: input
+to output), a technology-independent depth, not a timing.
 Yosys does no placement or routing: the counts are post-synthesis estimates (no Vivado here).
 """
 
