@@ -82,7 +82,8 @@ class BudgetController(keras.callbacks.Callback):
     """
 
     def __init__(self, budget: float, unit: str = 'luts', beta_start: float = 1e-6, gain: float = 0.5,
-                 max_step: float = 2.0, cost: CostModel | None = None, key: str = 'beta') -> None:
+                 max_step: float = 2.0, cost: CostModel | None = None, key: str = 'beta',
+                 beta_max: float = 1e-2) -> None:
         super().__init__()
         if not (isinstance(budget, (int, float)) and not isinstance(budget, bool) and budget > 0
                 and math.isfinite(budget)):
@@ -91,6 +92,7 @@ class BudgetController(keras.callbacks.Callback):
             raise ValueError(f'BudgetController: gain={gain!r} must be > 0 and max_step={max_step!r} > 1')
         self.cost = cost if cost is not None else default_cost(unit)
         self.unit, self.budget, self.gain, self.max_step, self.key = unit, float(budget), gain, max_step, key
+        self.beta_max = float(beta_max)  # bits shed at the optimizer's pace: a larger beta only winds up
         self.beta = _check_beta(beta_start, 'BudgetController beta_start')
         self.history: list[tuple[float, float]] = []  # (beta used, cost measured) per epoch
 
@@ -105,7 +107,7 @@ class BudgetController(keras.callbacks.Callback):
             logs[self.key] = self.beta
             logs['budget_cost'] = cost
             logs['budget_ratio'] = cost / self.budget
-        self.beta = next_beta(self.beta, cost, self.budget, self.gain, self.max_step)
+        self.beta = next_beta(self.beta, cost, self.budget, self.gain, self.max_step, beta_max=self.beta_max)
 
     def __repr__(self) -> str:
         return f'BudgetController({self.budget:g} {self.unit}, cost={self.cost!r}, gain={self.gain}, ' \
