@@ -67,7 +67,7 @@ def _synth(args: argparse.Namespace) -> int:
     if not args.name.isidentifier():
         raise SystemExit(f'hgq synth: --name {args.name!r} must be a Verilog identifier')
     calibration = _load_array(args.calibration, 'calibration') if args.calibration else None
-    require_tools()
+    require_tools(args.counts_only)
     import keras
 
     import hgq.layers  # noqa: F401 - registers the layers for loading
@@ -75,7 +75,7 @@ def _synth(args: argparse.Namespace) -> int:
     print(f'loading {args.checkpoint}', flush=True)
     model = keras.models.load_model(args.checkpoint)
     settings = SynthSettings(args.out_dir, args.clock_ns, args.latency_cutoff, args.check, args.name, args.jobs,
-                             str(args.checkpoint), args.calibration)
+                             str(args.checkpoint), args.calibration, args.counts_only)
     report, _ = synthesize_model(model, settings, calibration)
     check = report['check']
     return 0 if check is None or check['mismatches'] == 0 else 1
@@ -189,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument('--check', type=int, default=10_000, metavar='N',
                        help='compare the Verilator simulation with the exact emulator on N random inputs '
                        '(plus the calibration inputs; 0: skip the simulation)')
+    synth.add_argument('--counts-only', action='store_true',
+                       help='Yosys LUT/FF/CARRY4 counts only, the same counts as a full run: no Verilator '
+                       'build or check against the emulator (--check ignored), no longest-path analysis; '
+                       'Verilator, make and g++ are not needed')
     synth.add_argument('--name', default='hgq_model', help='the top module\'s name (default hgq_model)')
     synth.add_argument('--jobs', type=int, default=2, metavar='J',
                        help='processes to use: with J >= 2 Yosys runs beside the Verilator build (J-1 jobs); '

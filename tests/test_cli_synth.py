@@ -77,6 +77,22 @@ def test_synth_checks_verilator_and_writes_report(checkpoint, out_dir, capsys):
     assert (out / 'rtl' / 'src' / 'hgq_model.v').is_file()
 
 
+def test_synth_counts_only_gives_the_same_counts(checkpoint, out_dir, tmp_path, capsys):
+    """--counts-only (after the full pipelined run above): the same Yosys counts, no Verilator, no depth."""
+    _require_tools()
+    full = json.loads((out_dir / 'report.json').read_text())
+    rc = main(['synth', str(checkpoint[0]), str(tmp_path), '--counts-only', '--latency-cutoff', '3'])
+    stdout = capsys.readouterr().out
+    assert rc == 0, stdout
+    assert 'building the Verilator model' not in stdout
+    report = json.loads((tmp_path / 'report.json').read_text())
+    assert report['check'] is None and report['settings']['counts_only'] is True
+    assert 'verilator_build' not in report['timings_s']
+    assert report['synthesis'].get('longest_path_cells') is None
+    for key in ('LUT', 'FF', 'CARRY4', 'MUXF7', 'MUXF8'):
+        assert report['synthesis'][key] == full['synthesis'][key], key
+
+
 def test_synth_rerun_combinational_one_job_no_check(checkpoint, out_dir, capsys):
     """Again into the same directory (after the pipelined run above: its stage files must not linger),
     combinational, one step after another, no simulation."""

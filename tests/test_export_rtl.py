@@ -548,4 +548,32 @@ def test_yosys_report_parsing() -> None:
     assert parse_ltp('Longest topological path in top (length=17):\n  0 ...') == 17
     assert parse_ltp('nothing') is None
     script = yosys_script([Path('/a.v')], 'top')
-    assert 'synth_xilinx -top top -flatten -nodsp -noiopad' in script and 'stat -json' in script
+    assert 'synth_xilinx -top top -flatten -nodsp -noiopad -noclkbuf' in script and 'stat -json' in script
+
+
+def pruned_inputs_ir() -> Graph:
+    """Every input element pruned by the first quantizer (k + i + f <= 0 everywhere: SAT with i + f < 0, WRAP
+    with f < -1), so the outputs are constants (the bias, through a quantizer); the shape of the issue seen with
+    a jets run whose beta ramp had pruned every input."""
+    shape = (5,)
+    return Graph([
+        Node('x', 'input', [], shape),
+        _q('q0', 'x', shape, Format.of(1, np.array([-2, 0, 1, -3, 0]), np.array([0, -1, -2, 1, -3]), shape), 'RND',
+           'WRAP'),
+        Node('d', 'dense', ['q0'], (3,), {'weight': np.full((5, 3), 0.75), 'weight_fmt': Format.of(1, 2, 2, (5, 3)),
+                                          'bias': np.array([0.25, -1.5, 0.5]), 'bias_fmt': Format.of(1, 2, 2, (3,))},
+             'dense'),
+        _q('q1', 'd', (3,), Format.of(1, 1, 2, (3,)), 'TRN', 'SAT'),
+    ], ['x'], ['q1'])
+
+
+def test_all_inputs_pruned_builds_and_equals_emulator(rtl: Any, verilator: None, tmp_path: Path) -> None:
+    """A constant-output design gets a 1-bit dummy input port (no `input [-1:0]`), builds with Verilator and
+    equals the emulator (strict=False: every input wraps to the pruned port's only value, 0)."""
+    graph = pruned_inputs_ir()
+    prj = _build(rtl, graph, tmp_path / 'pruned', 'hgq_pruned', -1)
+    top = (prj.path / 'src' / 'hgq_pruned.v').read_text()
+    assert '[-1:0]' not in top and 'input [0:0] model_inp' in top
+    x = np.random.default_rng(3).normal(size=(2000, 5)) * 4
+    _compare(lambda xs: prj.predict(xs, strict=False), graph, x, 'pruned inputs')
+    assert np.unique(_flat(prj.predict(x, strict=False)), axis=0).shape[0] == 1  # constant outputs

@@ -13,6 +13,7 @@ import pytest
 import hgq.layers as L
 from hgq.training import (
     BetaScheduler,
+    BudgetController,
     Constant,
     EBOPsLogger,
     Linear,
@@ -20,10 +21,12 @@ from hgq.training import (
     ParetoCheckpoint,
     ParetoFront,
     Piecewise,
+    PowerLawLUTs,
     ProgressBar,
     ResetRanges,
     calibrate,
     exact_ebops,
+    next_beta,
     read_index,
     reset_ranges,
     resume_epoch,
@@ -291,6 +294,39 @@ def test_beta_scheduler_reaches_the_loss_in_fit():
     assert loss[1] - loss[0] == pytest.approx(ebops[1], rel=1e-5)
     assert loss[2] - loss[0] == pytest.approx(0.5 * ebops[2], rel=1e-5)
     assert float(model.layers[-1].beta) == 0.5
+
+
+def test_budget_controller_step_moves_beta_toward_the_budget():
+    assert next_beta(1e-5, 4000.0, 2000.0) > 1e-5  # over budget: push harder
+    assert next_beta(1e-5, 1000.0, 2000.0) < 1e-5  # under budget: relax
+    assert next_beta(1e-5, 2000.0, 2000.0) == pytest.approx(1e-5)
+    assert next_beta(1e-5, 1e9, 1.0, max_step=2.0) == pytest.approx(2e-5)  # one step at most x2
+    assert next_beta(1e-5, 0.0, 100.0, max_step=2.0) == pytest.approx(5e-6)  # all pruned: relax
+    assert next_beta(1e-5, 3000.0, 2000.0, gain=1.0) == pytest.approx(1.5e-5)
+    lut = PowerLawLUTs()
+    assert lut.luts(10_000) > lut.luts(5_000) > 0
+
+
+@pytest.mark.parametrize('budget_factor, direction', [(0.01, 1), (100.0, -1)])
+def test_budget_controller_in_fit_moves_beta_and_logs(budget_factor, direction):
+    """A budget far below the model's EBOPs raises beta every epoch; far above lowers it."""
+    model = tiny_model()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss='mse')
+    x = RNG.normal(size=(32, 4)).astype('float32')
+    y = np.zeros((32, 3), 'float32')
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    budget = budget_factor * total_ebops(model)
+    controller = BudgetController(budget, 'ebops', beta_start=1e-6, max_step=2.0)
+    history = model.fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=[controller])
+    betas = history.history['beta']
+    assert betas[0] == pytest.approx(1e-6)
+    assert all(direction * (b - a) > 0 for a, b in zip(betas, betas[1:]))
+    assert float(model.layers[-1].beta) == pytest.approx(betas[-1])
+    assert history.history['budget_ratio'][0] == pytest.approx(history.history['budget_cost'][0] / budget)
+    with pytest.raises(ValueError, match='budget=0 must be a finite number > 0'):
+        BudgetController(0, 'luts')
+    with pytest.raises(ValueError, match="budget unit 'lut': valid units: ebops, luts"):
+        BudgetController(10, 'lut')
 
 
 # ---------------------------------------------------------------- calibration

@@ -31,6 +31,12 @@ def test_config_defaults_and_overrides():
     assert config['model'] == {'hidden': 3} and config['data'] == {'n': 1}
 
 
+def test_config_target_replaces_the_beta_schedule():
+    config = resolve({'training': {'target': {'luts': 2000, 'gain': 0.3}}}, {'n': 1}, {'hidden': 8})
+    assert config['training']['target'] == {'luts': 2000, 'gain': 0.3}
+    assert resolve({}, {'n': 1}, {'hidden': 8})['training']['target'] is None
+
+
 @pytest.mark.parametrize('given, match', [
     ({'trainig': {}}, r"unknown key 'trainig'; valid keys: data, model, synth, training"),
     ({'training': {'epoch': 3}}, r"training: unknown key 'epoch'; valid keys: batch_size, beta, epochs"),
@@ -42,6 +48,12 @@ def test_config_defaults_and_overrides():
     ({'training': {'optimizer': {'learning_rate': 0.1}}}, r'optimizer must be a mapping with a "name"'),
     ({'training': {'lr_schedule': 'step'}}, r'lr_schedule .* valid values: constant, cosine'),
     ({'synth': {'clock_ns': 0}}, r'synth.clock_ns = 0'),
+    ({'training': {'target': 2000}}, r'training.target = 2000: expected a mapping with one of ebops, luts'),
+    ({'training': {'target': {'lut': 2000}}}, r"training.target: unknown key 'lut'; valid keys: beta_start, ebops"),
+    ({'training': {'target': {'luts': 2000, 'ebops': 10}}}, r'give exactly one budget, ebops or luts'),
+    ({'training': {'target': {'luts': -5}}}, r'training.target.luts = -5: expected a finite number > 0'),
+    ({'training': {'target': {'ebops': 5000, 'gain': 0}}}, r'training.target.gain = 0'),
+    ({'training': {'target': {'luts': 2000}, 'beta': 1e-5}}, r'either target .* or beta .*, not both'),
 ])
 def test_config_errors_name_the_key(given, match):
     with pytest.raises(ConfigError, match=match):

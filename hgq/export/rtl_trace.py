@@ -603,6 +603,21 @@ class Traced:
     ports: list[PortFormat]
     output_names: list[str]
     output_shapes: list[tuple[int, ...]]
+    dummy_input: bool = False  # every input pruned: a 1-bit port that no logic reads (constant outputs)
+
+
+def _keep_an_input_bit(comb: Any) -> Any:
+    """Give a design whose quantizers prune every input a 1-bit dummy input (element 0), which no logic reads.
+
+    Without any live input bit, da4ml writes `input [-1:0]` and Verilator fails with a bare "Compilation
+    failed!!". The dummy bit keeps the port legal; the outputs stay the constants the emulator computes
+    (any value on the port grid of a pruned input is 0, and `predict(strict=False)` wraps others to 0)."""
+    from da4ml.types import Op, QInterval
+
+    if comb.shape[0] == 0 or any(op.opcode == -1 for op in comb.ops):
+        return comb
+    dummy = Op(0, -1, -1, 0, QInterval(0.0, 1.0, 1.0), 0.0, 0.0)  # appended: no buffer index moves
+    return comb._replace(ops=[*comb.ops, dummy])
 
 
 def trace(graph: Graph, input_format: Any = None) -> Traced:
@@ -642,4 +657,6 @@ def trace(graph: Graph, input_format: Any = None) -> Traced:
     outs = [env[n] for n in graph.outputs]
     flat = np.concatenate([_raw(o).ravel() for o in outs]) if outs else np.empty(0, dtype=object)
     comb = comb_trace(_raw(inp).ravel(), flat)
-    return Traced(comb, ports, list(graph.outputs), [tuple(graph.node(n).shape) for n in graph.outputs])
+    kept = _keep_an_input_bit(comb)
+    return Traced(kept, ports, list(graph.outputs), [tuple(graph.node(n).shape) for n in graph.outputs],
+                  dummy_input=kept is not comb)

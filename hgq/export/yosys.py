@@ -3,7 +3,7 @@
 Script (Yosys 0.23, `apt-get install -y yosys`):
 
     read_verilog -sv -defer <design files and the static helpers they use>
-    synth_xilinx -top TOP -flatten -nodsp -noiopad
+    synth_xilinx -top TOP -flatten -nodsp -noiopad -noclkbuf
     tee -q -o stat.json stat -json
     tee -q -o ltp.txt ltp -noff
 
@@ -11,8 +11,10 @@ Script (Yosys 0.23, `apt-get install -y yosys`):
 `$readmemh` its default file name); the ROM images (`*.mem`) are copied into the working directory.
 `synth_xilinx` maps to 7-series primitives (LUT1..LUT6, CARRY4, FDRE/FDSE/FDCE/FDPE, MUXF7/8, ...);
 `-nodsp` keeps multipliers in LUTs (da4ml writes adder graphs, no multipliers anyway), `-noiopad`
-leaves the ports unbuffered. `ltp -noff` is the longest topological path in cells, flip-flops
-cut (for a combinational design: input to output), a technology-independent depth, not a timing.
+leaves the ports unbuffered, `-noclkbuf` inserts no BUFG on the clock (a global buffer is no logic; it
+was the only cell this changes, and skipping it saves a pass: measured in bench/synth_speed.py).
+`ltp -noff` is the longest topological path in cells, flip-flops cut (for a combinational design: input
+to output), a technology-independent depth, not a timing.
 Yosys does no placement or routing: the counts are post-synthesis estimates (no Vivado here).
 """
 
@@ -30,13 +32,17 @@ from typing import Any
 
 from .tools import find_yosys
 
+#: synth_xilinx options; the LUT/FF/CARRY4 counts are the same as with the former `-flatten -nodsp -noiopad`
+#: (bench/synth_speed.py checks that on the same designs)
+SYNTH_OPTIONS = ('-flatten', '-nodsp', '-noiopad', '-noclkbuf')
 FF_CELLS = ('FDRE', 'FDSE', 'FDCE', 'FDPE', 'FDRE_1', 'FDSE_1', 'FDCE_1', 'FDPE_1', 'LDCE', 'LDPE')
 LUT_CELLS = tuple(f'LUT{n}' for n in range(1, 7))
 
 
-def yosys_script(files: Sequence[Path], top: str, longest_path: bool = True) -> str:
+def yosys_script(files: Sequence[Path], top: str, longest_path: bool = True,
+                 options: Sequence[str] = SYNTH_OPTIONS) -> str:
     reads = ' '.join(f'"{Path(p).resolve()}"' for p in files)
-    lines = [f'read_verilog -sv -defer {reads}', f'synth_xilinx -top {top} -flatten -nodsp -noiopad',
+    lines = [f'read_verilog -sv -defer {reads}', f'synth_xilinx -top {top} {" ".join(options)}',
              'tee -q -o stat.json stat -json']
     if longest_path:
         lines.append('tee -q -o ltp.txt ltp -noff')
@@ -71,7 +77,7 @@ def parse_ltp(text: str) -> int | None:
 
 def synthesize(files: Sequence[str | os.PathLike], top: str, work_dir: str | os.PathLike,
                memfiles: Sequence[str | os.PathLike] = (), longest_path: bool = True,
-               timeout: float | None = 1800) -> dict[str, Any]:
+               timeout: float | None = 1800, options: Sequence[str] = SYNTH_OPTIONS) -> dict[str, Any]:
     """Run Yosys on `files` with top module `top` in `work_dir`; returns the parsed report.
 
     Returns a dict: LUT, FF, CARRY4, MUXF7, MUXF8, cells (every type), num_cells, longest_path_cells,
@@ -88,7 +94,7 @@ def synthesize(files: Sequence[str | os.PathLike], top: str, work_dir: str | os.
     if missing:
         raise FileNotFoundError(f'Verilog files not found: {missing}')
     script = work / 'synth.ys'
-    script.write_text(yosys_script(files, top, longest_path))
+    script.write_text(yosys_script(files, top, longest_path, options))
     log = work / 'yosys.log'
     start = time.perf_counter()
     with open(log, 'w') as fh:

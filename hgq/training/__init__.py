@@ -18,9 +18,11 @@ from .latest import LatestCheckpoint, latest_state
 from .pareto import ParetoCheckpoint, ParetoFront, read_index, resume_epoch
 from .progress import ProgressBar
 from .schedules import BetaScheduler, Constant, Linear, Log, Piecewise, set_beta
+from .targets import BudgetController, PowerLawLUTs, TrainingEBOPs, next_beta
 
 __all__ = [
-    'BetaScheduler', 'Constant', 'EBOPsLogger', 'LatestCheckpoint', 'Linear', 'Log', 'ParetoCheckpoint',
-    'ParetoFront', 'Piecewise', 'ProgressBar', 'ResetRanges', 'calibrate', 'exact_ebops', 'latest_state',
-    'read_index', 'reset_ranges', 'resume_epoch', 'set_beta', 'total_ebops',
+    'BetaScheduler', 'BudgetController', 'Constant', 'EBOPsLogger', 'LatestCheckpoint', 'Linear', 'Log',
+    'ParetoCheckpoint', 'ParetoFront', 'Piecewise', 'PowerLawLUTs', 'ProgressBar', 'ResetRanges',
+    'TrainingEBOPs', 'calibrate', 'exact_ebops', 'latest_state', 'next_beta', 'read_index', 'reset_ranges',
+    'resume_epoch', 'set_beta', 'total_ebops',
 ]

@@ -24,11 +24,14 @@ TRAINING: dict[str, Any] = {
     'optimizer': {'name': 'adam', 'learning_rate': 3e-3},
     'lr_schedule': 'cosine',          # 'constant' or 'cosine' (decay to 1% over all epochs)
     'beta': {'schedule': 'log', 'start': 1e-7, 'end': 1e-4},
+    'target': None,                   # a budget instead of the beta schedule: {luts: 2000} or {ebops: 5000}
     'float_epochs': 30,               # the float baseline of the same model; 0 skips it
     'seed': 1,
 }
 BETA_SCHEDULES = {'constant': ('value',), 'linear': ('start', 'end'), 'log': ('start', 'end')}
 LR_SCHEDULES = ('constant', 'cosine')
+TARGET_UNITS = ('ebops', 'luts')
+TARGET_OPTIONS = ('beta_start', 'gain')  # hgq.training.BudgetController's, beside the one unit
 
 SYNTH: dict[str, Any] = {'clock_ns': 5.0, 'latency_cutoff': 5, 'check': 10_000}
 
@@ -97,6 +100,30 @@ def _check_training(t: dict[str, Any], where: str) -> None:
         _positive_float(beta[key], f'{where}.beta.{key}', allow_zero=True)
 
 
+def _check_target(target: Any, beta_given: bool, where: str) -> None:
+    """training.target: one budget (ebops or luts) and the controller's options; it replaces the beta
+    schedule, so giving both is an error rather than a silent choice."""
+    if target is None:
+        return
+    example = '(e.g. {luts: 2000} or {ebops: 5000, beta_start: 1.0e-6, gain: 0.5})'
+    if not isinstance(target, Mapping):
+        raise ConfigError(f'{where}.target = {target!r}: expected a mapping with one of {", ".join(TARGET_UNITS)} '
+                          f'{example}')
+    _check_keys(target, TARGET_UNITS + TARGET_OPTIONS, f'{where}.target')
+    units = [u for u in TARGET_UNITS if u in target]
+    if len(units) != 1:
+        raise ConfigError(f'{where}.target = {dict(target)!r}: give exactly one budget, {" or ".join(TARGET_UNITS)} '
+                          f'{example}')
+    _positive_float(target[units[0]], f'{where}.target.{units[0]}')
+    if 'beta_start' in target:
+        _positive_float(target['beta_start'], f'{where}.target.beta_start')
+    if 'gain' in target:
+        _positive_float(target['gain'], f'{where}.target.gain')
+    if beta_given:
+        raise ConfigError(f'{where}: give either target (training steers beta to a budget) or beta (a schedule), '
+                          'not both')
+
+
 def _check_synth(s: dict[str, Any], where: str) -> None:
     _positive_float(s['clock_ns'], f'{where}.clock_ns')
     _positive_int(s['check'], f'{where}.check', minimum=0)
@@ -120,6 +147,8 @@ def resolve(given: Mapping[str, Any] | None, data_defaults: Mapping[str, Any], m
         'synth': _merge(SYNTH, given.get('synth'), f'{where}: synth'),
     }
     _check_training(config['training'], f'{where}: training')
+    given_training = given.get('training') or {}
+    _check_target(config['training']['target'], 'beta' in given_training, f'{where}: training')
     _check_synth(config['synth'], f'{where}: synth')
     return config
 

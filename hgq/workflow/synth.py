@@ -2,13 +2,15 @@
 
 Used by the `hgq synth` command (one checkpoint) and by `hgq report --synth` (several checkpoints of a
 run). `settings` carries what the command line gives: out_dir, clock_ns, latency_cutoff, check (random
-inputs to simulate, 0: none), name (top module), jobs, and the labels checkpoint and calibration.
+inputs to simulate, 0: none), name (top module), jobs, the labels checkpoint and calibration, and
+counts_only (Yosys counts only: no Verilator check, no longest-path analysis).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import shutil
 import sys
 import time
@@ -30,6 +32,7 @@ class SynthSettings:
     jobs: int = 2
     checkpoint: str = ''            # what the report calls the model (its file)
     calibration: str | None = None  # where the calibration inputs came from, for the report
+    counts_only: bool = False       # Yosys counts only: no Verilator check, no longest-path analysis
 
 
 def random_inputs(graph: Any, n: int, seed: int, name: str | None = None) -> np.ndarray:
@@ -134,13 +137,15 @@ def _check_rtl(args: SynthSettings, graph: Any, prj: Any, calibration: np.ndarra
             'mismatches': mismatches, 'port_wrapped_values': wrapped, 'port_effect_outputs': port_effect}
 
 
-def require_tools() -> None:
-    """Every tool up front: a missing one is named with its install command before minutes are spent."""
+def require_tools(counts_only: bool = False) -> None:
+    """Every tool up front: a missing one is named with its install command before minutes are spent
+    (`counts_only`: da4ml and Yosys; no Verilator, make or g++)."""
     from hgq.export import tools
 
     tools.require_da4ml()
-    tools.verilator_root()
-    tools.require_make_and_cxx()
+    if not counts_only:
+        tools.verilator_root()
+        tools.require_make_and_cxx()
     tools.find_yosys()
 
 
@@ -151,6 +156,8 @@ def synthesize_model(model: Any, settings: SynthSettings, calibration: np.ndarra
     Returns (report dict, paths of report.md/json/png). Tools must have been checked (`require_tools`).
     """
     args = settings
+    if args.counts_only:  # the same Yosys counts; the design is not simulated, its depth not analysed
+        args = dataclasses.replace(args, check=0)
     started = time.perf_counter()
     timings: dict[str, float] = {}
     out_dir = Path(args.out_dir)
@@ -186,13 +193,13 @@ def synthesize_model(model: Any, settings: SynthSettings, calibration: np.ndarra
         future = None
         if overlap:
             print('synthesizing with Yosys (synth_xilinx) in the background ...', flush=True)
-            future = pool.submit(_timed, prj.synthesize)
+            future = pool.submit(_timed, lambda: prj.synthesize(longest_path=not args.counts_only))
         try:
             if args.check:
                 check = _check_rtl(args, graph, prj, calibration, timings, nproc=args.jobs - overlap)
             if future is None:
                 with _step(timings, 'yosys', 'synthesizing with Yosys (synth_xilinx)'):
-                    synthesis = prj.synthesize()
+                    synthesis = prj.synthesize(longest_path=not args.counts_only)
             else:
                 print('waiting for Yosys ...', flush=True)
                 waited = time.perf_counter()
@@ -216,7 +223,7 @@ def synthesize_model(model: Any, settings: SynthSettings, calibration: np.ndarra
             'checkpoint': str(args.checkpoint), 'top': args.name, 'rtl_dir': str(prj.path),
             'settings': {'clock_period_ns': args.clock_ns, 'latency_cutoff': args.latency_cutoff,
                          'check': args.check, 'calibration': args.calibration, 'jobs': args.jobs,
-                         'yosys_beside_verilator': overlap},
+                         'yosys_beside_verilator': overlap, 'counts_only': args.counts_only},
             'input_ports': [p.describe() for p in prj.ports],
             'check': check,
             'synthesis': {k: v for k, v in synthesis.items() if k not in ('latency', 'da4ml_cost_luts',

@@ -50,6 +50,29 @@ def beta_schedule(beta: dict[str, Any], epochs: int) -> Any:
     return cls(float(beta['start']), float(beta['end']), epochs)
 
 
+def beta_callback(training: dict[str, Any], model: Any, resumed: bool) -> Any:
+    """BetaScheduler of training.beta, or with training.target a BudgetController (resumed: from the
+    model's current beta, so that a resumed run goes on where it stopped)."""
+    from hgq.training import BetaScheduler, BudgetController
+    from hgq.training._walk import qlayers
+
+    target = training.get('target')
+    if target is None:
+        return BetaScheduler(beta_schedule(training['beta'], training['epochs']))
+    unit = 'ebops' if 'ebops' in target else 'luts'
+    beta_start = float(target.get('beta_start', 1e-6))
+    layers = qlayers(model)
+    if resumed and layers:
+        beta_start = float(keras_value(layers[0].beta))
+    return BudgetController(float(target[unit]), unit, beta_start=beta_start, gain=float(target.get('gain', 0.5)))
+
+
+def keras_value(variable: Any) -> Any:
+    import keras
+
+    return keras.ops.convert_to_numpy(variable)
+
+
 def make_optimizer(training: dict[str, Any], steps_per_epoch: int, epochs: int) -> Any:
     import keras
 
@@ -141,7 +164,6 @@ def train(project: Project, config: dict[str, Any], run_dir: str | os.PathLike, 
     import keras
 
     from hgq.training import (
-        BetaScheduler,
         EBOPsLogger,
         LatestCheckpoint,
         ParetoCheckpoint,
@@ -165,11 +187,13 @@ def train(project: Project, config: dict[str, Any], run_dir: str | os.PathLike, 
     if done == 0:
         steps = -(-len(data.x_train) // training['batch_size'])
         _compile(model, training, steps, epochs)
-    print(f'HGQ training: {epochs - done} epochs, beta {training["beta"]}', flush=True)
+    steer = beta_callback(training, model, resumed=done > 0)
+    print(f'HGQ training: {epochs - done} epochs, '
+          f'{steer if training.get("target") else "beta " + str(training["beta"])}', flush=True)
     start = time.perf_counter()
     model.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), initial_epoch=done,
               epochs=epochs, batch_size=training['batch_size'], verbose=0, callbacks=[
-                  ResetRanges(), BetaScheduler(beta_schedule(training['beta'], epochs)), EBOPsLogger(),
+                  ResetRanges(), steer, EBOPsLogger(),
                   keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
                   LatestCheckpoint(run_dir),
                   ParetoCheckpoint(run_dir / CHECKPOINTS, metrics=PARETO_METRICS),
