@@ -37,4 +37,4 @@ def test_export_names_missing_and_bad_files(checkpoint, tmp_path, capsys):
     np.save(bad, np.array([[np.nan] * 6]))
     assert main(['export', str(checkpoint), str(tmp_path / 'prj'), '--calibration', str(bad)]) == 2
     err = capsys.readouterr().err
-    assert 'bad.npy' in err and '1 NaN/Inf' in err
+    assert 'bad.npy' in err and 'has 6 NaN/Inf values' in err
