@@ -9,36 +9,16 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-
-
-def _load_array(path: str, what: str) -> np.ndarray:
-    """A .npy, or the first array of an .npz, checked finite."""
-    p = Path(path)
-    if not p.is_file():
-        raise SystemExit(f'hgq: {what} file {path!r} does not exist')
-    data = np.load(p)
-    array = data[data.files[0]] if hasattr(data, 'files') else data
-    array = np.asarray(array, dtype=np.float32)
-    bad = int((~np.isfinite(array)).sum())
-    if bad:
-        raise SystemExit(f'hgq: {what} file {path!r} has {bad} NaN/Inf values; fixed-point inputs must be finite')
-    return array
-
 
 def cmd_export(args: argparse.Namespace) -> int:
-    import keras
-
-    import hgq.layers  # noqa: F401 - registers the layers for loading
     from hgq.training import calibrate
     from hgq.workflow.export import export_checked
+    from hgq.workflow.files import check_checkpoint, load_array, load_checkpoint
 
-    if not Path(args.checkpoint).is_file():
-        raise SystemExit(f'hgq export: checkpoint {args.checkpoint!r} does not exist')
-    model = keras.models.load_model(args.checkpoint)
-    calibration = None
-    if args.calibration:
-        calibration = _load_array(args.calibration, 'calibration')
+    check_checkpoint(args.checkpoint)
+    calibration = load_array(args.calibration) if args.calibration else None
+    model = load_checkpoint(args.checkpoint)
+    if calibration is not None:
         print(f'calibrating on {len(calibration)} samples from {args.calibration}')
         calibrate(model, calibration)
     result = export_checked(model, args.out_dir, args.backend, args.io, args.check, calibration)
@@ -56,24 +36,20 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
+    from hgq.workflow.files import check_checkpoint, load_array, load_checkpoint
     from hgq.workflow.synth import SynthSettings, require_tools, synthesize_model
 
-    if not Path(args.checkpoint).is_file():
-        raise SystemExit(f'hgq synth: checkpoint {args.checkpoint!r} does not exist')
+    check_checkpoint(args.checkpoint)
     if args.check < 0:
         raise SystemExit(f'hgq synth: --check {args.check} must be >= 0')
     if args.jobs < 1:
         raise SystemExit(f'hgq synth: --jobs {args.jobs} must be >= 1')
     if not args.name.isidentifier():
         raise SystemExit(f'hgq synth: --name {args.name!r} must be a Verilog identifier')
-    calibration = _load_array(args.calibration, 'calibration') if args.calibration else None
+    calibration = load_array(args.calibration) if args.calibration else None
     require_tools(args.counts_only)
-    import keras
-
-    import hgq.layers  # noqa: F401 - registers the layers for loading
-
     print(f'loading {args.checkpoint}', flush=True)
-    model = keras.models.load_model(args.checkpoint)
+    model = load_checkpoint(args.checkpoint)
     settings = SynthSettings(args.out_dir, args.clock_ns, args.latency_cutoff, args.check, args.name, args.jobs,
                              str(args.checkpoint), args.calibration, args.counts_only)
     report, _ = synthesize_model(model, settings, calibration)
@@ -204,7 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault('KERAS_BACKEND', 'jax')
-    return int(args.run(args) or 0)
+    from hgq.workflow.files import BadFileError
+
+    try:
+        return int(args.run(args) or 0)
+    except BadFileError as e:  # a file the user gave us: one line naming it, no traceback
+        print(f'hgq {args.command}: {e}', file=sys.stderr)
+        return 2
 
 
 if __name__ == '__main__':

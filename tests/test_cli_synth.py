@@ -110,9 +110,10 @@ def test_synth_rerun_combinational_one_job_no_check(checkpoint, out_dir, capsys)
     assert 'mismatches' not in (out_dir / 'report.md').read_text().split('## Per layer')[0]
 
 
-def test_synth_names_missing_checkpoint(tmp_path):
-    with pytest.raises(SystemExit, match='does not exist'):
-        main(['synth', str(tmp_path / 'nope.keras'), str(tmp_path / 'out')])
+def test_synth_names_missing_checkpoint(tmp_path, capsys):
+    assert main(['synth', str(tmp_path / 'nope.keras'), str(tmp_path / 'out')]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('hgq synth: checkpoint file') and 'nope.keras' in err and 'does not exist' in err
 
 
 def test_synth_missing_tool_says_how_to_install(checkpoint, tmp_path, monkeypatch, capsys):

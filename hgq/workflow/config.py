@@ -11,10 +11,11 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .files import BadFileError, load_config
 
 SECTIONS = ('data', 'model', 'training', 'synth')
 
@@ -38,6 +39,10 @@ SYNTH: dict[str, Any] = {'clock_ns': 5.0, 'latency_cutoff': 5, 'check': 10_000}
 
 class ConfigError(ValueError):
     """A config that cannot be used; the message names the file and the key."""
+
+
+class ConfigFileError(ConfigError, BadFileError):
+    """A config file that cannot be read (missing, not YAML, not a mapping): both kinds of error."""
 
 
 def _check_keys(given: Mapping[str, Any], valid: Mapping[str, Any] | tuple[str, ...], where: str) -> None:
@@ -154,19 +159,12 @@ def resolve(given: Mapping[str, Any] | None, data_defaults: Mapping[str, Any], m
 
 
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    """A YAML mapping from a file; a missing file or broken YAML is an error naming the file."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f'config file {str(p)!r} does not exist')
+    """A YAML mapping from a file; a missing file or broken YAML is an error naming the file (and the line)."""
     try:
-        data = yaml.safe_load(p.read_text(encoding='utf-8'))
-    except yaml.YAMLError as e:
-        raise ConfigError(f'config file {str(p)!r} is not valid YAML: {e}') from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f'config file {str(p)!r} must hold a mapping of sections ({", ".join(SECTIONS)})')
-    return data
+        return load_config(path)
+    except BadFileError as e:
+        hint = f'; the sections are {", ".join(SECTIONS)}' if 'must hold a mapping' in str(e) else ''
+        raise ConfigFileError(f'{e}{hint}') from None
 
 
 def dump_yaml(config: Mapping[str, Any]) -> str:

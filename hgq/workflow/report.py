@@ -26,6 +26,7 @@ from ..report import ebops_per_layer, jsonable, layers_table, markdown_table, we
 from ..training.files import save_model_atomic, write_json_atomic, write_text_atomic
 from . import plots
 from .config import ConfigError
+from .files import load_checkpoint
 from .train import CHECKPOINTS, FLOAT_FILE, HISTORY_FILE, read_run
 
 CALIBRATION_SAMPLES = 20_000
@@ -56,12 +57,9 @@ def read_history(run_dir: Path) -> dict[str, list[float]]:
 
 
 def load_calibrated(path: Path, x_calibration: np.ndarray) -> Any:
-    import keras
-
-    import hgq.layers  # noqa: F401 - registers the layers for loading
     from hgq.training import calibrate
 
-    model = keras.models.load_model(path)
+    model = load_checkpoint(path)
     calibrate(model, x_calibration)
     return model
 

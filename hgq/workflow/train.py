@@ -20,6 +20,7 @@ from typing import Any
 
 from ..training.files import write_json_atomic, write_text_atomic
 from .config import ConfigError, dump_yaml
+from .files import load_checkpoint
 from .project import Project
 
 RUN_FORMAT = 'hgq-run/1'
@@ -149,7 +150,7 @@ def _start_or_resume(project: Project, config: dict[str, Any], run_dir: Path, re
         if state is not None:
             model_path, epochs = state
             print(f'resuming {run_dir} after epoch {epochs}', flush=True)
-            return keras.models.load_model(model_path), epochs
+            return load_checkpoint(model_path), epochs
     run = {'format': RUN_FORMAT, 'project': project.name, 'project_dir': str(project.directory),
            'config': config, 'backend': keras.backend.backend(), 'created': time.strftime('%Y-%m-%d %H:%M:%S')}
     run_dir.mkdir(parents=True, exist_ok=True)
