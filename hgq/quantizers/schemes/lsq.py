@@ -46,7 +46,12 @@ class LSQQuantizer(Quantizer):
 
     def __init__(self, role: str = 'activation', bits: int = 4, signed: bool | None = None,
                  round_mode: str = 'RND_CONV', scale_init: float | None = None, **kwargs: Any) -> None:
-        super().__init__(role=role, **kwargs)
+        try:
+            super().__init__(role=role, **kwargs)
+        except ValueError as err:  # Keras rejects unknown arguments with ValueError; the registry names TypeErrors
+            if 'Unrecognized keyword' in str(err):
+                raise TypeError(str(err)) from err
+            raise
         if isinstance(bits, bool) or int(bits) != bits or not 1 <= int(bits) <= MAX_BITS:
             raise ValueError(f'{self.name}: bits={bits!r} must be an integer in [1, {MAX_BITS}]')
         self.signed = True if signed is None else bool(signed)
@@ -56,7 +61,7 @@ class LSQQuantizer(Quantizer):
         if scale_init is not None and not (math.isfinite(float(scale_init)) and float(scale_init) > 0):
             raise ValueError(f'{self.name}: scale_init={scale_init!r} must be a positive finite number or None')
         self.n_bits = int(bits)
-        self.round_mode = check_round_mode(round_mode)
+        self.round_mode = check_round_mode(round_mode, f'{self.name}: round_mode')
         self.scale_init = None if scale_init is None else float(scale_init)
 
     @property
@@ -85,7 +90,9 @@ class LSQQuantizer(Quantizer):
         super().build(input_shape)
 
     def _init_value(self, x: Any) -> Any:
-        return 2.0 * ops.mean(ops.abs(x)) / math.sqrt(self.q_p) + 1e-8
+        # all-zero data (a fresh bias) would give s ~ 0 and no gradient ever: cover [-1, 1] instead
+        mean_abs = ops.mean(ops.abs(x))
+        return ops.where(mean_abs > 0, 2.0 * mean_abs / math.sqrt(self.q_p), 1.0 / self.q_p)
 
     def _format(self, exponent: Any) -> tuple[float, Any, Any]:
         """(k, i, f) of ap_fixed<b, ...> for step 2^exponent."""
@@ -143,7 +150,7 @@ class LSQQuantizer(Quantizer):
         count = float(self.count.value)
         if count > 0:
             mean_abs = float(self.abs_sum.value) / count
-            self.scale.assign(2.0 * mean_abs / math.sqrt(self.q_p) + 1e-8)
+            self.scale.assign(2.0 * mean_abs / math.sqrt(self.q_p) if mean_abs > 0 else 1.0 / self.q_p)
             self.initialized.assign(1.0)
 
     def unobserved(self) -> bool:
