@@ -4,7 +4,20 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-tf test-jax lint clean
+.PHONY: demo test test-tf test-jax lint clean peers
+
+# HGQ2 0.2.0 (the peer library of bench/) in its own git-ignored venv; the pins used by every peer benchmark.
+# Its import package is also called `hgq`: bench/ runs it on script paths, never with -c/-m from here.
+PEERS := .peers/hgq2
+HGQ2_PINS := hgq2==0.2.0 tensorflow-cpu==2.21.0 keras==3.15.1 jax==0.10.2 jaxlib==0.10.2 da4ml==0.6.0
+
+peers: $(PEERS)/.installed
+
+$(PEERS)/.installed: Makefile
+	$(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install -q --upgrade pip
+	$(PEERS)/bin/python -m pip install -q $(HGQ2_PINS)
+	touch $@
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -18,6 +18,9 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+#: HGQ2's own venv, made by `make peers` (git-ignored; HGQ2's import package is also called `hgq`, so run it
+#: with a script path, never `-c`/`-m` from the repository root, where our `hgq` would shadow it)
+PEER_PYTHON = REPO / '.peers' / 'hgq2' / 'bin' / 'python'
 
 
 def make_classification(

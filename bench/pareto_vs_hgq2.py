@@ -41,10 +41,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import REPO, format_table, machine_info, pip_version, write_json
+from common import PEER_PYTHON, REPO, format_table, machine_info, pip_version, write_json
 
 PEER_SCRIPT = REPO / 'bench' / 'peers' / 'hgq2_pareto.py'
-DEFAULT_PEER_PYTHON = '/work/peers/hgq2-venv/bin/python'
+DEFAULT_PEER_PYTHON = str(PEER_PYTHON)
 RESULTS = REPO / 'bench' / 'results'
 DROPS = (0.01, 0.02, 0.03, 0.05)  # matched accuracy: float test accuracy minus these (absolute)
 TARGET_RATIO = 0.8
@@ -374,8 +374,8 @@ def main(argv: list[str] | None = None) -> None:
     if not Path(hgq.__file__).resolve().is_relative_to(REPO):
         sys.exit(f'imported hgq from {hgq.__file__}, not from {REPO}')
     if args.hgq2_result is None and not Path(args.hgq2_python).exists():
-        sys.exit(f'HGQ2 interpreter {args.hgq2_python} not found; see docs/benchmarks.md (Training speed) for its '
-                 'venv, or pass --hgq2-python')
+        sys.exit(f'HGQ2 interpreter {args.hgq2_python} not found; create it with `make peers`, or pass '
+                 '--hgq2-python')
 
     project, config, data = load_split(args)
     training = config['training']

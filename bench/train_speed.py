@@ -27,10 +27,19 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from common import REPO, format_table, machine_info, pip_version, summarize_epochs, write_dataset, write_json
+from common import (
+    PEER_PYTHON,
+    REPO,
+    format_table,
+    machine_info,
+    pip_version,
+    summarize_epochs,
+    write_dataset,
+    write_json,
+)
 
 PEER_SCRIPT = REPO / 'bench' / 'peers' / 'hgq2_train_speed.py'
-DEFAULT_PEER_PYTHON = '/work/peers/hgq2-venv/bin/python'
+DEFAULT_PEER_PYTHON = str(PEER_PYTHON)
 DEFAULT_JSON = REPO / 'bench' / 'results' / 'train_speed.json'
 HIDDEN_SIZES = (64, 32, 32)
 # model.compile(jit_compile=...): Keras' 'auto' means XLA on JAX, and no XLA for TensorFlow on a CPU-only machine
@@ -215,9 +224,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     impls = list(args.impls)
     if 'hgq2' in impls and not Path(args.peer_python).exists():
-        print(f'SKIPPING HGQ2: peer interpreter {args.peer_python} not found. Create it outside the repo with\n'
-              '  python3 -m venv /work/peers/hgq2-venv && /work/peers/hgq2-venv/bin/pip install hgq2==0.2.0 '
-              'tensorflow-cpu==2.21.0 keras==3.15.1 jax==0.10.2 jaxlib==0.10.2\nor pass --peer-python.',
+        print(f'SKIPPING HGQ2: peer interpreter {args.peer_python} not found. Create it with `make peers` '
+              '(.peers/hgq2, git-ignored) or pass --peer-python.',
               file=sys.stderr)
         impls.remove('hgq2')
 

@@ -72,9 +72,9 @@ def node_ebops(node: Node, infos: dict[str, TensorInfo | None]) -> float:
         bits_x = element_bits(x.fmt, x.lo.shape)
         bits_w = weight_bits(w, a['weight_fmt'])
         if node.op == 'conv':  # every output position is its own set of multiplications
-            from .ir.emulator import _patches
+            from .ir.windows import conv_windows
 
-            bits_x = _patches(bits_x[None], node, w.shape[:-2])[0]
+            bits_x = conv_windows(bits_x, w.shape[:-2], a['strides'], a['padding'])
         total = float(np.tensordot(bits_x, bits_w, axes=w.ndim - 1).sum())
         if a.get('bias') is not None:
             total += float(weight_bits(a['bias'], a['bias_fmt']).sum())

@@ -4,7 +4,7 @@ ramp, HGQ2's own Pareto checkpoints, each checkpoint calibrated with HGQ2's `tra
 Run it ONLY with the interpreter of the separate HGQ2 venv: HGQ2 installs an import package called `hgq`, like
 ours, so this file imports nothing from our repository. `bench/pareto_vs_hgq2.py` launches it and reads the JSON:
 
-    KERAS_BACKEND=jax /work/peers/hgq2-venv/bin/python bench/peers/hgq2_pareto.py \\
+    KERAS_BACKEND=jax .peers/hgq2/bin/python bench/peers/hgq2_pareto.py \\
         --data split.npz --epochs 200 --out hgq2_front.json
 
 Recipe (the same as our `hgq train` of the jets project): 16-64-32-32-5 MLP of HGQ2 `QDense` layers (ReLU, last

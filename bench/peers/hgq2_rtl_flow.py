@@ -22,9 +22,9 @@ This one file has two modes. Run it with OUR venv (the driver); it starts itself
 HGQ2 half (`--worker`, which imports nothing from this repository: HGQ2's import package is also called `hgq`):
 
     KERAS_BACKEND=jax .venv/bin/python bench/peers/hgq2_rtl_flow.py \\
-        --hgq2-python /work/peers/hgq2-venv/bin/python      # ~8 min on 2 cores; bench/results/hgq2_flow.json
+        --hgq2-python .peers/hgq2/bin/python      # ~8 min on 2 cores; bench/results/hgq2_flow.json
 
-HGQ2's venv needs da4ml: `/work/peers/hgq2-venv/bin/pip install da4ml==0.6.0`.
+HGQ2's venv (`make peers`, .peers/hgq2) includes da4ml 0.6.0.
 """
 
 from __future__ import annotations
@@ -382,7 +382,8 @@ def main() -> None:
     parser.add_argument('--no-synth', action='store_true')
     parser.add_argument('--no-ours-wrap', dest='ours_wrap', action='store_false',
                         help='skip the extra run of ours with WRAP activations (da4ml estimates only, no Yosys)')
-    parser.add_argument('--hgq2-python', default='/work/peers/hgq2-venv/bin/python')
+    parser.add_argument('--hgq2-python', default=str(Path(__file__).resolve().parents[2] / '.peers/hgq2/bin/python'),
+                        help='interpreter of the HGQ2 venv (make peers)')
     parser.add_argument('--keep', type=Path, help='keep the projects here (default: a temporary directory)')
     parser.add_argument('--json', type=Path,
                         default=Path(__file__).resolve().parents[1] / 'results' / 'hgq2_flow.json')

@@ -1,11 +1,11 @@
 """Training-speed worker for the peer library HGQ2 (PyPI `hgq2`, import name `hgq`).
 
-Run it ONLY with the interpreter of the separate HGQ2 venv (e.g. /work/peers/hgq2-venv/bin/python):
+Run it ONLY with the interpreter of the separate HGQ2 venv (`make peers`: .peers/hgq2/bin/python):
 HGQ2 installs an import package called `hgq`, like ours, so the two never share an environment.
 `bench/train_speed.py` launches it once per backend (KERAS_BACKEND set in the environment) and reads
 the JSON it writes. Standalone:
 
-    KERAS_BACKEND=jax /work/peers/hgq2-venv/bin/python bench/peers/hgq2_train_speed.py --epochs 3
+    KERAS_BACKEND=jax .peers/hgq2/bin/python bench/peers/hgq2_train_speed.py --epochs 3
 
 The model mirrors bench/train_speed.py: a 16-64-32-32-5 MLP (ReLU) of HGQ2 QDense layers, each with a
 per-element input quantizer (KIF, WRAP, integer bits from the tracked range: HGQ2's 'datalane' default),

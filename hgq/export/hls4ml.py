@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..ir.graph import Graph
+from .hls4ml_indexed import register as register_indexed_layers
 from .hls4ml_layers import Built, convert
 
 BACKENDS = {'vivado': 'Vivado', 'vitis': 'Vitis'}
@@ -85,6 +86,8 @@ def export_hls4ml(graph: Graph, output_dir: str | os.PathLike, backend: str = 'V
                                                backend=BACKENDS[key], part=part, clock_period=clock_period,
                                                io_type=io_type)
     config['HLSConfig'] = _hls_config(built, reuse_factor, strategy)
+    if any(layer['class_name'] in ('HGQEncode', 'HGQDecode') for layer in built.layers):
+        register_indexed_layers()
     model = ModelGraph.from_layer_list(config, built.layers, inputs=built.inputs, outputs=built.outputs)
     check_types(model, built)
     if compile:

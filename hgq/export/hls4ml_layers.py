@@ -13,6 +13,9 @@ the IR has a `quantize` node:
   io_stream flatten is an alias that a cast layer after it would read with the wrong packing;
 - a per-element quantizer → hls4ml's `FixedPointQuantizer` (one ap_fixed cast per element, zero for
   pruned elements), io_parallel only (hls4ml refuses it with io_stream);
+- `encode` / `decode` (indexed number types) → our `HGQEncode` / `HGQDecode` layers (hls4ml_indexed.py,
+  C++ in hls_templates/): per-element threshold comparisons into an unsigned index, and a per-element
+  table of exact levels; io_parallel only;
 - a lookup table → hls4ml's `UnaryLUT` (indexed by the raw bits of its input type) holding the IR's
   table values: quantized to the output format when the tensor has one, else truncated one bit below
   the finest output format (TRN/RND: the per-element quantizer that follows then rounds exactly as if
@@ -36,8 +39,8 @@ MAX_TABLE_INDEX_BITS = 20
 EXACT_TABLE_MAX_WIDTH = 64
 OTHER_ROUND_EXTRA_F = 24  # input fractional bits beyond the first quantizer's for RND_CONV & co.
 
-SUPPORTED_OPS = ('input', 'quantize', 'dense', 'conv', 'affine', 'relu', 'table', 'max_pool', 'avg_pool', 'add',
-                 'concat', 'reshape')
+SUPPORTED_OPS = ('input', 'quantize', 'dense', 'conv', 'affine', 'relu', 'encode', 'decode', 'table', 'max_pool',
+                 'avg_pool', 'add', 'concat', 'reshape')
 
 
 @dataclass
@@ -393,6 +396,51 @@ class Converter:
         name = self.emit({'name': self.name(node.name), 'class_name': 'Reshape', 'inputs': [x.layer],
                           'target_shape': list(node.shape)}, result=x.type)
         return Tensor(name, x.type, rng)
+
+    def op_encode(self, node: Node) -> Tensor:
+        """Index per element; thresholds clipped to what the input type can hold (the comparisons are unchanged)."""
+        self.require_parallel(node, 'an indexed quantizer (encode)')
+        x = self.arg(node)
+        t_in = x.type
+        lowest = -float(t_in.k) * 2.0 ** t_in.i
+        thresholds = np.clip(np.asarray(node.attrs['thresholds'], np.float64), lowest, 2.0 ** t_in.i)
+        if thresholds.shape[-1] == 0:  # one level: a threshold no input reaches keeps the C++ arrays non-empty
+            thresholds = np.full((*node.shape, 1), 2.0 ** t_in.i)
+        t_type = T.container(T.constant_range(thresholds, np.full(thresholds.shape, max(t_in.f, 0))))
+        lo_in, hi_in = (np.vectorize(float, otypes=[np.float64])(b) * 2.0 ** -x.range.F for b in
+                        (x.range.lo, x.range.hi))
+        idx_lo = np.sum(lo_in[..., None] >= thresholds, axis=-1)
+        idx_hi = np.sum(hi_in[..., None] >= thresholds, axis=-1)
+        rng = Range(idx_lo.astype(object), idx_hi.astype(object), 0,
+                    np.where(idx_hi > 0, 0, T.NO_F).astype(np.int64))
+        out_t = T.container(rng)
+        name = self.emit({'name': self.name(node.name), 'class_name': 'HGQEncode', 'inputs': [x.layer],
+                          'n_in': int(np.prod(node.shape)), 'n_thresholds': int(thresholds.shape[-1]),
+                          'thresholds_data': thresholds.reshape(-1)}, thresholds=t_type, result=out_t)
+        return Tensor(name, out_t, rng)
+
+    def op_decode(self, node: Node) -> Tensor:
+        """Level per element from its own table; the result type holds every reachable level exactly."""
+        self.require_parallel(node, 'an indexed quantizer (decode)')
+        x = self.arg(node)
+        levels = np.asarray(node.attrs['levels'], np.float64)
+        fmt_f = np.broadcast_to(node.attrs['fmt'].f, node.shape)
+        level_t = T.container(T.constant_range(levels, np.broadcast_to(fmt_f[..., None], levels.shape)))
+        idx = np.arange(levels.shape[-1])
+        lo_i = np.vectorize(int, otypes=[np.int64])(x.range.lo)[..., None]
+        hi_i = np.vectorize(int, otypes=[np.int64])(x.range.hi)[..., None]
+        reachable = (idx >= lo_i) & (idx <= hi_i)
+        lo = np.where(reachable, levels, np.inf).min(axis=-1)
+        hi = np.where(reachable, levels, -np.inf).max(axis=-1)
+        r_lo, r_hi = T.constant_range(lo, fmt_f), T.constant_range(hi, fmt_f)
+        los, his, F = T.at_scale([r_lo, r_hi])
+        live = (lo != 0) | (hi != 0)
+        rng = Range(los[0], his[1], F, np.where(live, fmt_f, T.NO_F).astype(np.int64))
+        out_t = T.container(rng)
+        name = self.emit({'name': self.name(node.name), 'class_name': 'HGQDecode', 'inputs': [x.layer],
+                          'n_in': int(np.prod(node.shape)), 'n_levels': int(levels.shape[-1]),
+                          'levels_data': levels.reshape(-1)}, levels=level_t, result=out_t)
+        return Tensor(name, out_t, rng, True)
 
     def op_table(self, node: Node) -> Tensor:
         """hls4ml's UnaryLUT indexes its table with the raw bits of the input type, so the IR's table over

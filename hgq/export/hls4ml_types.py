@@ -18,8 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ir.graph import Format, Node, same_padding
+from ..ir.graph import Format, Node
 from ..ir.intmath import as_codes, requantize
+from ..ir.windows import conv_windows
+from ..ir.windows import pool_windows as ir_pool_windows
 
 NO_F = -(1 << 20)  # "no fractional bits needed": the element is the exact constant 0
 
@@ -242,32 +244,12 @@ def concat_range(ranges: list[Range], axis: int) -> Range:
                  np.concatenate([r.f for r in ranges], axis=axis))
 
 
-def windows(a: np.ndarray, kernel: tuple[int, ...], strides: tuple[int, ...], padding: str,
-            fill: object) -> np.ndarray:
-    """(*out_spatial, *kernel, c) windows of a channels-last array without batch axis (Keras padding)."""
-    spatial = a.shape[:-1]
-    if padding == 'same':
-        pads = same_padding(spatial, kernel, strides)
-        padded = np.empty(tuple(n + p0 + p1 for n, (p0, p1) in zip(spatial, pads)) + a.shape[-1:], dtype=a.dtype)
-        padded[...] = fill
-        padded[tuple(slice(p0, p0 + n) for n, (p0, _) in zip(spatial, pads))] = a
-        a = padded
-    elif padding != 'valid':
-        raise ValueError(f'padding={padding!r}')
-    rank = len(kernel)
-    w = np.lib.stride_tricks.sliding_window_view(a, kernel, axis=tuple(range(rank)))
-    w = w[tuple(slice(None, None, s) for s in strides)]
-    # (*out, c, *kernel) -> (*out, *kernel, c)
-    order = (*range(rank), *range(rank + 1, 2 * rank + 1), rank)
-    return np.ascontiguousarray(w.transpose(order))
-
-
 def conv_range(x: Range, weight: Range, bias: Range | None, strides: tuple[int, ...], padding: str) -> Range:
     kernel = weight.shape[:-2]
     rank = len(kernel)
-    lo = windows(x.lo, kernel, strides, padding, 0)
-    hi = windows(x.hi, kernel, strides, padding, 0)
-    f = windows(x.f, kernel, strides, padding, NO_F)
+    lo = conv_windows(x.lo, kernel, strides, padding, 0)
+    hi = conv_windows(x.hi, kernel, strides, padding, 0)
+    f = conv_windows(x.f, kernel, strides, padding, NO_F)
     out_spatial = lo.shape[:rank]
     n_in = int(np.prod(weight.shape[:-1]))
     patches = Range(lo.reshape(*out_spatial, n_in), hi.reshape(*out_spatial, n_in), x.F, f.reshape(*out_spatial, n_in))
@@ -276,11 +258,10 @@ def conv_range(x: Range, weight: Range, bias: Range | None, strides: tuple[int, 
 
 
 def pool_windows(r: Range, pool: tuple[int, ...], strides: tuple[int, ...]) -> tuple[np.ndarray, ...]:
-    n = int(np.prod(pool))
     out = []
-    for a, fill in ((r.lo, 0), (r.hi, 0), (r.f, NO_F)):
-        w = windows(a, pool, strides, 'valid', fill)
-        out.append(w.reshape(*w.shape[: len(pool)], n, w.shape[-1]))
+    for a in (r.lo, r.hi, r.f):
+        w = ir_pool_windows(a, pool, strides)  # (*out, c, n) -> (*out, n, c)
+        out.append(np.swapaxes(w, -1, -2))
     return tuple(out)
 
 

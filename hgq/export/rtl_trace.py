@@ -11,6 +11,10 @@ Each IR op becomes the da4ml operations that compute the same integers (the sema
 | conv | zero padding, sliding windows, then as dense on every window |
 | affine | `x * scale + offset` (shift-and-add constant multiplication) |
 | relu | `x.relu()` |
+| encode | `v >= t` per threshold the element can cross (da4ml's sign test), summed into the index |
+| decode | `v.lookup(levels)`: a ROM per element over the indices it can take |
+| encode→decode | folded when the index has no other user: one ROM over the input's values (at most
+| | 2^FOLD_TABLE_BITS of them), else level_0 + Σ (x >= t_j)·(level_j+1 − level_j) |
 | table | `v.lookup(entries)`: a ROM per element over the values it can take, holding the IR's own table |
 | | entries after the IR's output quantizer (any rounding mode: entries are constants computed here) |
 | max_pool | `np.amax` over windows ('valid' padding, as the emulator) |
@@ -42,8 +46,9 @@ from typing import Any
 
 import numpy as np
 
-from ..ir.graph import Format, Graph, Node, same_padding
+from ..ir.graph import Format, Graph, Node
 from ..ir.intmath import round_divide
+from ..ir.windows import conv_windows, pool_windows
 from ..quantizers.fixed_point import quantize_np
 from ..quantizers.modes import check_overflow_mode, check_round_mode
 
@@ -55,6 +60,9 @@ DA4ML_ROUND_MODES = ('TRN', 'RND')
 #: solver reads float32 matrices; constants outside these bounds are refused rather than rounded
 MAX_CONST_F = 31
 MAX_TABLE_ENTRY_BITS = 31
+#: encode+decode fold into one ROM when the element's input takes at most 2^8 values (a ROM of 256
+#: entries is a few LUT6 per output bit); wider inputs compare against each threshold instead
+FOLD_TABLE_BITS = 8
 
 
 @dataclass(frozen=True)
@@ -287,16 +295,9 @@ def _fix_unsigned_wrap(x: Any, y: Any, k: np.ndarray, i: np.ndarray, f: np.ndarr
 def _patches(raw: np.ndarray, node: Node, kernel: tuple[int, ...]) -> np.ndarray:
     """(*out_spatial, *kernel, c) windows of one sample (object array), Keras padding and strides."""
     strides, padding = node.attrs['strides'], node.attrs['padding']
-    spatial = raw.shape[:-1]
-    if padding == 'same':
-        raw = np.pad(raw, [*same_padding(spatial, kernel, strides), (0, 0)], constant_values=0)
-    elif padding != 'valid':
+    if padding not in ('same', 'valid'):
         raise _fail(node, f'padding={padding!r} is not supported')
-    rank = len(kernel)
-    windows = np.lib.stride_tricks.sliding_window_view(raw, kernel, axis=tuple(range(rank)))
-    windows = windows[tuple(slice(None, None, s) for s in strides)]  # (*out, c, *kernel)
-    order = (*range(rank), *range(rank + 1, 2 * rank + 1), rank)
-    return np.ascontiguousarray(windows.transpose(order))
+    return conv_windows(raw, kernel, strides, padding, 0)
 
 
 def _pool_windows(raw: np.ndarray, node: Node) -> np.ndarray:
@@ -304,9 +305,7 @@ def _pool_windows(raw: np.ndarray, node: Node) -> np.ndarray:
     pool, strides, padding = node.attrs['pool_size'], node.attrs['strides'], node.attrs['padding']
     if padding != 'valid':
         raise _fail(node, f'pooling with padding={padding!r} is not supported (the emulator has "valid" only)')
-    windows = np.lib.stride_tricks.sliding_window_view(raw, pool, axis=tuple(range(len(pool))))
-    windows = windows[tuple(slice(None, None, s) for s in strides)]
-    return windows.reshape(*windows.shape[: len(pool) + 1], -1)
+    return pool_windows(raw, pool, strides)
 
 
 def _with_zero_consts(raw: np.ndarray, like: Any) -> np.ndarray:
@@ -437,6 +436,24 @@ def _op_relu(node: Node, args: list[Any]) -> Any:
     return args[0].relu()
 
 
+def _element_values(v: Any) -> np.ndarray:
+    """Every value a traced element can take, in order (da4ml keeps exact (low, high, step) intervals)."""
+    low, step = float(v.low), float(v.step)
+    n = int(round((float(v.high) - low) / step)) + 1
+    return low + np.arange(n, dtype=np.float64) * step
+
+
+def _rom(node: Node, v: Any, entries: np.ndarray, out_f: int) -> Any:
+    """A ROM over the element's values holding `entries` (a constant when they are all equal)."""
+    if np.all(entries == entries[0]):  # constant (also: a constant or pruned input)
+        return float(entries[0])
+    top = float(np.max(np.abs(entries))) * 2.0 ** max(int(out_f), 0)
+    if top >= 2.0**MAX_TABLE_ENTRY_BITS:
+        raise _fail(node, f'a table entry needs more than {MAX_TABLE_ENTRY_BITS} bits (da4ml ROMs hold int32 '
+                    'words); narrow the output quantizer')
+    return v.lookup(entries)  # numpy table over [low, high] in steps of `step` (da4ml orders by sign)
+
+
 def _op_table(node: Node, args: list[Any]) -> Any:
     a = node.attrs
     x = args[0]
@@ -448,10 +465,7 @@ def _op_table(node: Node, args: list[Any]) -> Any:
     out = np.empty(node.shape, dtype=object)
     raw = _raw(x)
     for idx in np.ndindex(node.shape):
-        v = raw[idx]
-        low, step = float(v.low), float(v.step)
-        n = int(round((float(v.high) - low) / step)) + 1
-        values = low + np.arange(n, dtype=np.float64) * step  # every value the element can take, in order
+        values = _element_values(raw[idx])
         codes = np.ldexp(values, domain_f)
         if not np.all(codes == np.round(codes)):
             raise AssertionError(f'{node.source}: table input off the 2^-{domain_f} grid')
@@ -459,14 +473,66 @@ def _op_table(node: Node, args: list[Any]) -> Any:
         if index.min() < 0 or index.max() >= len(table):
             raise AssertionError(f'{node.source}: table input outside the traced domain')
         entries = quantize_np(table[index], k[idx], i[idx], f[idx], rnd, ovf)  # the IR's own output quantizer
-        if np.all(entries == entries[0]):  # constant (also: a constant or pruned input)
-            out[idx] = float(entries[0])
+        out[idx] = _rom(node, raw[idx], entries, f[idx])
+    return _fva(_with_zero_consts(out, x), x)
+
+
+def _thermometer(v: Any, thresholds: np.ndarray) -> tuple[int, list[tuple[Any, int]]]:
+    """(constant part of the index, [(bit, j)]): one comparison per threshold inside the element's range."""
+    low, high = float(v.low), float(v.high)
+    base = int(np.sum(thresholds <= low))
+    bits = [(v >= float(t), j) for j, t in enumerate(thresholds) if low < t <= high]
+    return base, bits
+
+
+def _op_encode(node: Node, args: list[Any]) -> Any:
+    """Index = #(x >= t): a comparison (sign of x - t) per threshold the element can cross, summed."""
+    x = args[0]
+    raw = _raw(x)
+    thresholds = node.attrs['thresholds']
+    out = np.empty(node.shape, dtype=object)
+    for idx in np.ndindex(node.shape):
+        base, bits = _thermometer(raw[idx], thresholds[idx])
+        y: Any = float(base)
+        for bit, _ in bits:
+            y = bit + y
+        out[idx] = y
+    return _fva(_with_zero_consts(out, x), x)
+
+
+def _op_decode(node: Node, args: list[Any]) -> Any:
+    """Level per element: a ROM over the indices the element can take."""
+    x = args[0]
+    raw = _raw(x)
+    levels = node.attrs['levels']
+    f = np.broadcast_to(node.attrs['fmt'].f, node.shape)
+    out = np.empty(node.shape, dtype=object)
+    for idx in np.ndindex(node.shape):
+        index = _element_values(raw[idx]).astype(np.int64)
+        out[idx] = _rom(node, raw[idx], levels[idx][index], f[idx])
+    return _fva(_with_zero_consts(out, x), x)
+
+
+def _op_encode_decode(encode: Node, node: Node, args: list[Any]) -> Any:
+    """encode then decode, folded: one ROM from the input's values to levels when the element takes at most
+    2^FOLD_TABLE_BITS values, else the thermometer sum level_0 + sum_j (x >= t_j)·(level_j+1 - level_j)."""
+    x = args[0]
+    raw = _raw(x)
+    thresholds, levels = encode.attrs['thresholds'], node.attrs['levels']
+    f = np.broadcast_to(node.attrs['fmt'].f, node.shape)
+    out = np.empty(node.shape, dtype=object)
+    for idx in np.ndindex(node.shape):
+        v = raw[idx]
+        values = _element_values(v)
+        if len(values) <= 2**FOLD_TABLE_BITS:
+            index = np.sum(values[:, None] >= thresholds[idx][None, :], axis=-1)
+            out[idx] = _rom(node, v, levels[idx][index], f[idx])
             continue
-        top = float(np.max(np.abs(entries))) * 2.0 ** max(int(f[idx]), 0)
-        if top >= 2.0**MAX_TABLE_ENTRY_BITS:
-            raise _fail(node, f'a table entry needs more than {MAX_TABLE_ENTRY_BITS} bits (da4ml ROMs hold int32 '
-                        'words); narrow the output quantizer')
-        out[idx] = v.lookup(entries)  # numpy table over [low, high] in steps of `step` (da4ml orders by sign)
+        base, bits = _thermometer(v, thresholds[idx])
+        y: Any = float(levels[idx][base])
+        for bit, j in bits:
+            y = bit * float(levels[idx][j + 1] - levels[idx][j]) + y
+        out[idx] = y
     return _fva(_with_zero_consts(out, x), x)
 
 
@@ -511,12 +577,24 @@ def _op_reshape(node: Node, args: list[Any]) -> Any:
 
 OPS: dict[str, Callable[[Node, list[Any]], Any]] = {
     'quantize': _op_quantize, 'dense': _op_dense, 'conv': _op_conv, 'affine': _op_affine, 'relu': _op_relu,
+    'encode': _op_encode, 'decode': _op_decode,
     'table': _op_table, 'max_pool': _op_max_pool, 'avg_pool': _op_avg_pool, 'add': _op_add, 'concat': _op_concat,
     'reshape': _op_reshape,
 }
 
 
 # ------------------------------------------------------------------------------------------- driver
+def _foldable_encodes(graph: Graph) -> dict[str, Node]:
+    """Encodes whose index feeds only one decode (and is no output): traced together as one function."""
+    found = {}
+    for node in graph.nodes:
+        if node.op == 'encode' and node.name not in graph.outputs:
+            users = _consumers(graph, node.name)
+            if len(users) == 1 and users[0].op == 'decode':
+                found[node.name] = node
+    return found
+
+
 @dataclass
 class Traced:
     """da4ml's combinational logic of a graph, with how its flat input/output vectors map to the graph."""
@@ -544,8 +622,13 @@ def trace(graph: Graph, input_format: Any = None) -> Traced:
         env[port.name] = segment.quantize(port.fmt.k, port.fmt.i, port.fmt.f)  # ports: WRAP, TRN only
         offset += n
     inputs = set(graph.inputs)
+    folded = _foldable_encodes(graph)
     for node in graph.nodes:
-        if node.op == 'input':
+        if node.op == 'input' or node.name in folded:
+            continue
+        if node.op == 'decode' and node.inputs[0] in folded:
+            encode = folded[node.inputs[0]]
+            env[node.name] = _normalize_constants(_op_encode_decode(encode, node, [env[encode.inputs[0]]]))
             continue
         if node.op not in OPS:
             raise _fail(node, f'the RTL backend has no operation {node.op!r}; supported: {", ".join(OPS)}')

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..quantizers.fixed_point import ceil_log2_np, integer_bits_of_range
 from .graph import Format, Graph, Node
+from .windows import conv_windows, pool_windows
 
 FLOAT32_SIGNIFICAND_BITS = 24
 
@@ -87,12 +88,10 @@ def _info_dense(node: Node, ins: list[TensorInfo | None]) -> TensorInfo:
 
 
 def _info_conv(node: Node, ins: list[TensorInfo | None]) -> TensorInfo:
-    from .emulator import _patches
-
     a = node.attrs
     kernel = a['weight'].shape[:-2]
     return _linear_info(ins[0], a['weight'], a['weight_fmt'], a.get('bias'), a.get('bias_fmt'),
-                        lambda v: _patches(v[None], node, kernel)[0])
+                        lambda v: conv_windows(v, kernel, a['strides'], a['padding']))
 
 
 def _info_affine(node: Node, ins: list[TensorInfo | None]) -> TensorInfo:
@@ -136,10 +135,7 @@ def _info_decode(node: Node, ins: list[TensorInfo | None]) -> TensorInfo:
 
 
 def _pooled(node: Node, v: np.ndarray, reduce: Any) -> np.ndarray:
-    pool, strides = node.attrs['pool_size'], node.attrs['strides']
-    windows = np.lib.stride_tricks.sliding_window_view(v, pool, axis=tuple(range(len(pool))))
-    windows = windows[tuple(slice(None, None, s) for s in strides)]
-    return reduce(windows.reshape(*windows.shape[: len(pool) + 1], -1), axis=-1)
+    return reduce(pool_windows(v, node.attrs['pool_size'], node.attrs['strides']), axis=-1)
 
 
 def _info_max_pool(node: Node, ins: list[TensorInfo | None]) -> TensorInfo:

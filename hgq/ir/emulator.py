@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from ..quantizers.fixed_point import quantize_np
-from .graph import Graph, Node, same_padding
+from .graph import Graph, Node
 from .intmath import as_codes, max_bits, requantize, round_divide, shift_left, widen
+from .windows import conv_windows, pool_windows
 
 
 @dataclass
@@ -61,17 +62,7 @@ def _linear(x: FixedTensor, weight: np.ndarray, wf: np.ndarray, bias: np.ndarray
 
 def _patches(codes: np.ndarray, node: Node, kernel: tuple[int, ...]) -> np.ndarray:
     """(batch, *out_spatial, *kernel, c) windows of channels-last codes, Keras padding and strides."""
-    strides, padding = node.attrs['strides'], node.attrs['padding']
-    spatial = codes.shape[1:-1]
-    if padding == 'same':
-        codes = np.pad(codes, [(0, 0), *same_padding(spatial, kernel, strides), (0, 0)])
-    windows = np.lib.stride_tricks.sliding_window_view(codes, kernel, axis=tuple(range(1, 1 + len(kernel))))
-    # windows: (batch, *out_full, c, *kernel) -> strided -> (batch, *out, *kernel, c)
-    index = (slice(None), *(slice(None, None, s) for s in strides))
-    windows = windows[index]
-    rank = len(kernel)
-    order = (0, *range(1, 1 + rank), *range(2 + rank, 2 + 2 * rank), 1 + rank)
-    return np.ascontiguousarray(windows.transpose(order))
+    return conv_windows(codes, kernel, node.attrs['strides'], node.attrs['padding'], 0, lead=1)
 
 
 def _op_input(node: Node, args: list[Any]) -> Any:
@@ -174,9 +165,7 @@ def _pool_windows(node: Node, x: FixedTensor) -> tuple[np.ndarray, int]:
     strides, padding = node.attrs['strides'], node.attrs['padding']
     if padding != 'valid':
         raise ValueError(f'{node.source}: pooling with padding={padding!r} is not supported; use "valid"')
-    windows = np.lib.stride_tricks.sliding_window_view(codes, pool, axis=tuple(range(1, 1 + len(pool))))
-    windows = windows[(slice(None), *(slice(None, None, s) for s in strides))]
-    return windows.reshape(*windows.shape[: 2 + len(pool)], -1), fx  # (batch, *spatial, c, window)
+    return pool_windows(codes, pool, strides, lead=1), fx  # (batch, *spatial, c, window)
 
 
 def _op_max_pool(node: Node, args: list[Any]) -> FixedTensor:

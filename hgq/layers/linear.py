@@ -105,10 +105,10 @@ class QLinearBase(QLayer):
 
     def ebops_of(self, kernel: Any, bias: Any) -> Any:
         bits_in = ops.broadcast_to(self.input_quantizer.bits(), self.in_shape)
-        bits_w = self.kernel_quantizer.bits(kernel)
+        bits_w = ops.broadcast_to(self.kernel_quantizer.bits(kernel), ops.shape(kernel))  # per-tensor bits too
         total = ops.sum(self.product(bits_in[None], bits_w))
         if bias is not None:
-            total = total + ops.sum(self.bias_quantizer.bits(bias))
+            total = total + ops.sum(ops.broadcast_to(self.bias_quantizer.bits(bias), ops.shape(bias)))
         return total
 
     def get_config(self) -> dict[str, Any]:

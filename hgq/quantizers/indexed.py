@@ -26,6 +26,7 @@ import numpy as np
 from .fixed_point import FixedFormat, ceil_log2_np, integer_bits_of_range
 
 MAX_INDEX_BITS = 16
+MAX_LEVEL_F = 31  # da4ml 0.6 holds constants with at most 31 fractional bits
 
 
 def exact_fraction_bits(values: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -100,9 +101,9 @@ def indexed_format(input_format: FixedFormat, thresholds: Any, levels: Any, inde
         raise ValueError(f'{owner}: thresholds and levels must be finite numbers')
     if n > 1 and np.any(np.diff(t, axis=-1) < 0):
         raise ValueError(f'{owner}: thresholds must be ascending along the last axis')
-    if np.any(exact_fraction_bits(lv) > 60):
-        raise ValueError(f'{owner}: levels must be exact fixed-point numbers (at most 60 fractional bits); '
-                         'snap them to a grid before describing the quantizer')
+    if np.any(exact_fraction_bits(lv) > MAX_LEVEL_F):
+        raise ValueError(f'{owner}: levels must be exact fixed-point numbers with at most {MAX_LEVEL_F} fractional '
+                         'bits (what the hardware backends store); snap them to a grid before describing them')
     # snap thresholds up to the input grid: q >= t  <=>  q >= ceil_grid(t) for q on the grid
     f = np.broadcast_to(input_format.f, np.broadcast_shapes(np.shape(input_format.f), t.shape[:-1]))[..., None]
     t = np.ceil(np.ldexp(t, f)) * 2.0 ** -f.astype(np.float64)
