@@ -3,3 +3,5 @@
 Each scheme implements the protocol of ../base.py and describes itself exactly (FixedFormat or
 IndexedFormat); docs/quantizers.md gives each one's definition and source.
 """
+
+from . import post  # noqa: F401,E402
