@@ -5,3 +5,4 @@ IndexedFormat); docs/quantizers.md gives each one's definition and source.
 """
 
 from . import lsq  # noqa: F401  (registers 'lsq')
+from . import post  # noqa: F401  (registers 'post')
