@@ -4,5 +4,7 @@ Each scheme implements the protocol of ../base.py and describes itself exactly (
 IndexedFormat); docs/quantizers.md gives each one's definition and source.
 """
 
-from . import lsq  # noqa: F401  (registers 'lsq')
-from . import post  # noqa: F401  (registers 'post')
+from . import (
+    lsq,  # noqa: F401  (registers 'lsq')
+    post,  # noqa: F401  (registers 'post')
+)
