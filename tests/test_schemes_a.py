@@ -92,7 +92,7 @@ def test_lsq_describe_is_power_of_two_fixed_format():
     d = q.describe(keras.ops.convert_to_numpy(model.layers[1].kernel))
     s = abs(float(keras.ops.convert_to_numpy(q.scale)))
     assert int(d.k) == 1 and int(d.k + d.i + d.f) == 4
-    assert d.round_mode == 'RND_CONV' and d.overflow_mode == 'SAT'
+    assert d.round_mode == 'RND' and d.overflow_mode == 'SAT'
     assert int(d.f) == -int(np.round(np.log2(s)))
     unsigned = model.layers[2].input_quantizer.describe()
     assert int(unsigned.k) == 0 and int(unsigned.i + unsigned.f) == 4

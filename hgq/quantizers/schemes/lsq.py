@@ -39,13 +39,13 @@ class LSQQuantizer(Quantizer):
         bits: word width b >= 1 (signed needs b >= 2).
         signed: True (default, Q_N = 2^(b-1), Q_P = 2^(b-1) - 1); False for activations after a ReLU
             (Q_N = 0, Q_P = 2^b - 1).
-        round_mode: ap_fixed rounding of the codes; 'RND_CONV' (ties to even, as torch.round in the paper)
-            by default, 'RND' (ties up, cheaper in hardware) also exact.
+        round_mode: ap_fixed rounding of the codes; 'RND' (ties up) by default, which every backend
+            exports; 'RND_CONV' (ties to even, torch.round in the paper) has no da4ml RTL operation.
         scale_init: a fixed initial step; None derives it from data (2·mean|x|/√Q_P).
     """
 
     def __init__(self, role: str = 'activation', bits: int = 4, signed: bool | None = None,
-                 round_mode: str = 'RND_CONV', scale_init: float | None = None, **kwargs: Any) -> None:
+                 round_mode: str = 'RND', scale_init: float | None = None, **kwargs: Any) -> None:
         try:
             super().__init__(role=role, **kwargs)
         except ValueError as err:  # Keras rejects unknown arguments with ValueError; the registry names TypeErrors
