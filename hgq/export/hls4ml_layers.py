@@ -30,10 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from ..ir import ranges as R
 from ..ir.graph import Format, Graph, Node
+from ..ir.ranges import Range, exact_ranges
 from ..quantizers.fixed_point import quantize_np
 from . import hls4ml_types as T
-from .hls4ml_types import FixedType, Range
+from .hls4ml_types import FixedType
 
 MAX_TABLE_INDEX_BITS = 20
 EXACT_TABLE_MAX_WIDTH = 64
@@ -106,6 +108,7 @@ class Converter:
         self.used: set[str] = set()
         self.graph = Graph(_hoist_quantizers(graph), list(graph.inputs), list(graph.outputs))
         self.consumers = _consumers(self.graph)
+        self.ranges = exact_ranges(self.graph)  # the IR's one exact range analysis sizes every result type
 
     # ------------------------------------------------------------------ helpers
     def name(self, base: str) -> str:
@@ -188,7 +191,7 @@ class Converter:
     def op_quantize(self, node: Node) -> Tensor:
         src = self.arg(node)
         a = node.attrs
-        rng = T.quantize_range(src.range, a['fmt'], node.shape, a['round_mode'], a['overflow_mode'])
+        rng = self.ranges[node.name]
         uniform = T.node_format_type(a['fmt'], node.shape, a['round_mode'], a['overflow_mode'])
         producer = node.inputs[0]
         if (uniform is not None and src.foldable and len(self.consumers[producer]) == 1
@@ -218,14 +221,14 @@ class Converter:
     def linear_constants(self, node: Node) -> tuple[Range, Range | None, np.ndarray, np.ndarray]:
         a = node.attrs
         weight = np.asarray(a['weight'], dtype=np.float64)
-        w_rng = T.constant_range(weight, a['weight_fmt'].f)
+        w_rng = R.constant_range(weight, a['weight_fmt'].f)
         n_out = weight.shape[-1]
         if a.get('bias') is None:
             bias = np.zeros(n_out)
             b_rng = None
         else:
             bias = np.asarray(a['bias'], dtype=np.float64)
-            b_rng = T.constant_range(bias, a['bias_fmt'].f)
+            b_rng = R.constant_range(bias, a['bias_fmt'].f)
         return w_rng, b_rng, weight, bias
 
     def op_dense(self, node: Node) -> Tensor:
@@ -240,13 +243,13 @@ class Converter:
                              {**node.attrs, 'weight': weight.reshape(*kernel, *weight.shape), 'weight_fmt': conv_fmt,
                               'strides': kernel, 'padding': 'valid'}, node.source)
             return self.op_conv(conv_node)
-        rng = T.linear_range(x.range, w_rng, b_rng)
+        rng = self.ranges[node.name]
         acc = T.container(rng)
         name = self.emit({'name': self.name(node.name), 'class_name': 'Dense', 'inputs': [x.layer],
                           'n_in': weight.shape[0], 'n_out': weight.shape[1], 'weight_data': weight,
                           'bias_data': bias, 'use_bias': True, 'data_format': 'channels_last',
                           'input_shape': [list(in_shape)]},
-                         weight=T.container(w_rng), bias=T.container(b_rng or T.constant_range(bias, 0)),
+                         weight=T.container(w_rng), bias=T.container(b_rng or R.constant_range(bias, 0)),
                          accum=acc, result=acc)
         return Tensor(name, acc, rng, True)
 
@@ -261,13 +264,13 @@ class Converter:
                              'use QConv1D or QConv2D')
         if padding not in ('valid', 'same'):
             raise ValueError(f'{T.node_source(node)}: padding={padding!r} is not supported; use "valid" or "same"')
-        rng = T.conv_range(x.range, w_rng, b_rng, strides, padding)
+        rng = self.ranges[node.name]
         acc = T.container(rng)
         layer = {'name': self.name(node.name), 'class_name': f'Conv{len(kernel)}D', 'inputs': [x.layer],
                  'weight_data': weight, 'bias_data': bias, 'use_bias': True, 'data_format': 'channels_last',
                  'input_shape': [list(x.range.shape)],
                  **_conv_geometry(x.range.shape, node.shape, kernel, strides, padding)}
-        name = self.emit(layer, weight=T.container(w_rng), bias=T.container(b_rng or T.constant_range(bias, 0)),
+        name = self.emit(layer, weight=T.container(w_rng), bias=T.container(b_rng or R.constant_range(bias, 0)),
                          accum=acc, result=acc)
         return Tensor(name, acc, rng, True)
 
@@ -276,9 +279,9 @@ class Converter:
         a = node.attrs
         scale = np.asarray(a['scale'], dtype=np.float64)
         offset = np.asarray(a['offset'], dtype=np.float64)
-        s_rng = T.constant_range(scale, a['scale_fmt'].f)
-        o_rng = T.constant_range(offset, a['offset_fmt'].f)
-        rng = T.affine_range(x.range, s_rng, o_rng)
+        s_rng = R.constant_range(scale, a['scale_fmt'].f)
+        o_rng = R.constant_range(offset, a['offset_fmt'].f)
+        rng = self.ranges[node.name]
         out_t = T.container(rng)
         name = self.emit({'name': self.name(node.name), 'class_name': 'BatchNormalization', 'inputs': [x.layer],
                           'n_in': int(np.prod(node.shape)), 'n_filt': int(node.shape[-1]), 'scale_data': scale,
@@ -288,7 +291,7 @@ class Converter:
 
     def op_relu(self, node: Node) -> Tensor:
         x = self.arg(node)
-        rng = T.relu_range(x.range)
+        rng = self.ranges[node.name]
         out_t = T.container(rng)
         name = self.emit({'name': self.name(node.name), 'class_name': 'Activation', 'activation': 'relu',
                           'inputs': [x.layer], 'n_in': int(np.prod(node.shape))}, result=out_t)
@@ -297,7 +300,7 @@ class Converter:
     def op_max_pool(self, node: Node) -> Tensor:
         x = self.arg(node)
         pool, strides = self.pool_args(node)
-        rng = T.max_pool_range(x.range, pool, strides)
+        rng = self.ranges[node.name]
         t = _plain(x.type)
         name = self.emit(self.pool_layer(node, x, pool, strides, 'Max'), accum=t, result=t)
         return Tensor(name, t, rng, True)
@@ -312,7 +315,7 @@ class Converter:
         fmt, rnd, ovf = a['fmt'], a['round_mode'], a['overflow_mode']
         pool, strides = self.pool_args(node)
         count = int(np.prod(pool))
-        total = T.sum_pool_range(x.range, pool, strides)
+        total = R.sum_pool_range(x.range, pool, strides)
         s = T.container(total)
         live = fmt.broadcast(node.shape)
         f_out = int(live.f[(live.k + live.i + live.f) > 0].max(initial=0))
@@ -330,8 +333,8 @@ class Converter:
         acc = FixedType(s.k, s.i, acc_f)  # holds the sum and the truncated quotient
         lo, hi = total.bounds_at(acc_f)
         quotient = Range(_floor_div(lo, count), -_floor_div(-hi, count), acc_f,
-                         np.where(total.f > T.NO_F, acc_f, T.NO_F))
-        rng = T.quantize_range(quotient, fmt, node.shape, rnd, ovf)
+                         np.where(total.f > R.NO_F, acc_f, R.NO_F))
+        rng = self.ranges[node.name]
         uniform = T.node_format_type(fmt, node.shape, rnd, ovf)
         layer = self.pool_layer(node, x, pool, strides, 'Average')
         if uniform is not None:  # the cast into the result type is the quantizer
@@ -366,7 +369,7 @@ class Converter:
         args = [self.tensors[n] for n in node.inputs]
         acc = args[0]
         for j, b in enumerate(args[1:]):
-            rng = T.add_ranges([acc.range, b.range])
+            rng = R.add_ranges([acc.range, b.range])
             t = T.container(rng)
             base = node.name if j == len(args) - 2 else f'{node.name}_part{j}'
             name = self.emit({'name': self.name(base), 'class_name': 'Merge', 'op': 'add',
@@ -381,7 +384,7 @@ class Converter:
         axis = axis - rank if axis >= 0 else axis  # negative: hls4ml's kernels and shape logic accept it as is
         acc = args[0]
         for j, b in enumerate(args[1:]):
-            rng = T.concat_range([acc.range, b.range], axis)
+            rng = R.concat_range([acc.range, b.range], axis)
             t = T.container(rng)
             base = node.name if j == len(args) - 2 else f'{node.name}_part{j}'
             name = self.emit({'name': self.name(base), 'class_name': 'Concatenate', 'op': f'concatenate{rank}d',
@@ -406,13 +409,8 @@ class Converter:
         thresholds = np.clip(np.asarray(node.attrs['thresholds'], np.float64), lowest, 2.0 ** t_in.i)
         if thresholds.shape[-1] == 0:  # one level: a threshold no input reaches keeps the C++ arrays non-empty
             thresholds = np.full((*node.shape, 1), 2.0 ** t_in.i)
-        t_type = T.container(T.constant_range(thresholds, np.full(thresholds.shape, max(t_in.f, 0))))
-        lo_in, hi_in = (np.vectorize(float, otypes=[np.float64])(b) * 2.0 ** -x.range.F for b in
-                        (x.range.lo, x.range.hi))
-        idx_lo = np.sum(lo_in[..., None] >= thresholds, axis=-1)
-        idx_hi = np.sum(hi_in[..., None] >= thresholds, axis=-1)
-        rng = Range(idx_lo.astype(object), idx_hi.astype(object), 0,
-                    np.where(idx_hi > 0, 0, T.NO_F).astype(np.int64))
+        t_type = T.container(R.constant_range(thresholds, np.full(thresholds.shape, max(t_in.f, 0))))
+        rng = self.ranges[node.name]
         out_t = T.container(rng)
         name = self.emit({'name': self.name(node.name), 'class_name': 'HGQEncode', 'inputs': [x.layer],
                           'n_in': int(np.prod(node.shape)), 'n_thresholds': int(thresholds.shape[-1]),
@@ -425,17 +423,8 @@ class Converter:
         x = self.arg(node)
         levels = np.asarray(node.attrs['levels'], np.float64)
         fmt_f = np.broadcast_to(node.attrs['fmt'].f, node.shape)
-        level_t = T.container(T.constant_range(levels, np.broadcast_to(fmt_f[..., None], levels.shape)))
-        idx = np.arange(levels.shape[-1])
-        lo_i = np.vectorize(int, otypes=[np.int64])(x.range.lo)[..., None]
-        hi_i = np.vectorize(int, otypes=[np.int64])(x.range.hi)[..., None]
-        reachable = (idx >= lo_i) & (idx <= hi_i)
-        lo = np.where(reachable, levels, np.inf).min(axis=-1)
-        hi = np.where(reachable, levels, -np.inf).max(axis=-1)
-        r_lo, r_hi = T.constant_range(lo, fmt_f), T.constant_range(hi, fmt_f)
-        los, his, F = T.at_scale([r_lo, r_hi])
-        live = (lo != 0) | (hi != 0)
-        rng = Range(los[0], his[1], F, np.where(live, fmt_f, T.NO_F).astype(np.int64))
+        level_t = T.container(R.constant_range(levels, np.broadcast_to(fmt_f[..., None], levels.shape)))
+        rng = self.ranges[node.name]
         out_t = T.container(rng)
         name = self.emit({'name': self.name(node.name), 'class_name': 'HGQDecode', 'inputs': [x.layer],
                           'n_in': int(np.prod(node.shape)), 'n_levels': int(levels.shape[-1]),
@@ -478,7 +467,7 @@ class Converter:
             else:
                 stored_f = _exact_fraction_bits(values)
                 stored = values
-        s_rng = T.constant_range(stored, stored_f)
+        s_rng = R.constant_range(stored, stored_f)
         table_t = T.container(s_rng)
         if table_t.width > EXACT_TABLE_MAX_WIDTH:
             raise NotImplementedError(
@@ -497,8 +486,8 @@ class Converter:
                          table=table_t, result=table_t)
         lut = Tensor(name, table_t, lut_rng)
         if uniform is not None:  # the stored values are quantized already; the result type is a plain container
-            return Tensor(name, table_t, T.quantize_range(lut_rng, fmt, node.shape, rnd, ovf), True)
-        rng = T.quantize_range(lut_rng, fmt, node.shape, rnd, ovf)
+            return Tensor(name, table_t, self.ranges[node.name], True)
+        rng = self.ranges[node.name]
         return self.quantize(node, lut, fmt, rnd, ovf, rng, node.name)
 
 
