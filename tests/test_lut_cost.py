@@ -5,7 +5,7 @@ import pytest
 
 from hgq.training.lut_cost import LUTCostCoefficients, dense_lut_cost, dense_lut_terms
 
-C = LUTCostCoefficients(products=1.0, accumulation=2.0, saturation=3.0)
+C = LUTCostCoefficients(products=1.0, accumulation=2.0, saturation=3.0, terms=0.5)
 
 
 def test_hand_computed_tiny_layer():
@@ -16,8 +16,10 @@ def test_hand_computed_tiny_layer():
     alive = np.tanh(4.0 * bw)  # live() of each weight
     assert t['accumulation'] == pytest.approx(float(np.sum(alive * (bx[:, None] + bw))), rel=1e-6)
     assert t['saturation'] == pytest.approx(11.0)
+    assert t['terms'] == pytest.approx(float(np.sum(alive)), rel=1e-6)
     cost = float(dense_lut_cost(bx, bw, np.array([5.0, 6.0]), C))
-    assert cost == pytest.approx(t['products'] + 2 * t['accumulation'] + 3 * t['saturation'], rel=1e-6)
+    expected = t['products'] + 2 * t['accumulation'] + 3 * t['saturation'] + 0.5 * t['terms']
+    assert cost == pytest.approx(expected, rel=1e-6)
 
 
 def test_zero_when_fully_pruned():

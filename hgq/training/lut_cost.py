@@ -6,10 +6,13 @@ SAT activations, clamp logic. This module adds those terms so the cost can track
     cost = c_prod * sum(bits_x * bits_w)                (products, = EBOPs without bias)
          + c_acc  * sum(bits_x + bits_w over live terms) (adder-tree width each term adds)
          + c_sat  * sum(bits_a of SAT activations)       (clamp logic per element)
+         + c_terms * (number of live terms)              (per-term adder/routing overhead)
 
 A term is live when its weight has bits > 0; the indicator is smooth (tanh) so gradients reach it.
-STATUS: the coefficients below are NOT yet fitted against Yosys (issue 15: bench/lut_cost_fit.py is
-still to be written); they are placeholders chosen so that c_prod=1, c_acc=c_sat=0 reproduces EBOPs.
+STATUS: the defaults (products 0.3397, terms 2.750, others 0) are a no-intercept least-squares fit
+of Yosys LUTs on the 13 designs already in bench/results/ebops_vs_luts.json (EBOPs, active_mults);
+leave-one-out R^2 0.988 there vs 0.42 for EBOPs + intercept. The accumulation and SAT terms are not
+fitted yet (issue 15: bench/lut_cost_fit.py with >= 20 SAT/WRAP designs is still to be written).
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ from keras import ops
 class LUTCostCoefficients:
     """Weights of the three terms (placeholders until fitted; see module docstring)."""
 
-    products: float = 1.0
+    products: float = 0.3397
     accumulation: float = 0.0
     saturation: float = 0.0
+    terms: float = 2.750
 
 
 DEFAULT_COEFFICIENTS = LUTCostCoefficients()
@@ -53,7 +57,8 @@ def dense_lut_terms(bits_x: Any, bits_w: Any, bits_sat: Any = None) -> dict[str,
         saturation = ops.zeros((), 'float32')
     else:
         saturation = ops.sum(ops.relu(ops.convert_to_tensor(bits_sat, 'float32')))
-    return {'products': products, 'accumulation': accumulation, 'saturation': saturation}
+    return {'products': products, 'accumulation': accumulation, 'saturation': saturation,
+            'terms': ops.sum(alive)}
 
 
 def dense_lut_cost(bits_x: Any, bits_w: Any, bits_sat: Any = None,
@@ -61,4 +66,4 @@ def dense_lut_cost(bits_x: Any, bits_w: Any, bits_sat: Any = None,
     """Weighted sum of `dense_lut_terms` (differentiable in every bit-width)."""
     t = dense_lut_terms(bits_x, bits_w, bits_sat)
     return (coefficients.products * t['products'] + coefficients.accumulation * t['accumulation']
-            + coefficients.saturation * t['saturation'])
+            + coefficients.saturation * t['saturation'] + coefficients.terms * t['terms'])
