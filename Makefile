@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-tf test-jax lint clean peers
+.PHONY: demo test test-tf test-jax lint clean peers peers-qkeras
 
 # HGQ2 0.2.0 (the peer library of bench/) in its own git-ignored venv; the pins used by every peer benchmark.
 # Its import package is also called `hgq`: bench/ runs it on script paths, never with -c/-m from here.
@@ -17,6 +17,23 @@ $(PEERS)/.installed: Makefile
 	$(PYTHON) -m venv $(PEERS)
 	$(PEERS)/bin/python -m pip install -q --upgrade pip
 	$(PEERS)/bin/python -m pip install -q $(HGQ2_PINS)
+	touch $@
+
+# QKeras peers for tests/fixtures/qkeras/make_fixtures.py: Keras 2 (qkeras 0.9.0) and Keras 3 (qkeras-v3).
+# Both install as import name `qkeras`, hence two venvs.
+QKERAS2_PINS := tensorflow-cpu==2.15.1 qkeras==0.9.0 pyparsing h5py
+QKERAS3_PINS := qkeras-v3==1.2.1
+
+peers-qkeras: .peers/qkeras2/.installed .peers/qkeras3/.installed
+
+.peers/qkeras2/.installed: Makefile
+	python3.11 -m venv .peers/qkeras2
+	nice -n 10 .peers/qkeras2/bin/python -m pip install -q $(QKERAS2_PINS)
+	touch $@
+
+.peers/qkeras3/.installed: Makefile
+	python3.11 -m venv .peers/qkeras3
+	nice -n 10 .peers/qkeras3/bin/python -m pip install -q $(QKERAS3_PINS)
 	touch $@
 
 $(STAMP): requirements.txt pyproject.toml
