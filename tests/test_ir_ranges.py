@@ -97,3 +97,29 @@ def test_encode_decode_bounds_equal_brute_force():
     info = analysis.analyze(graph)['d']
     np.testing.assert_array_equal(info.lo, [-0.75, -0.5])
     np.testing.assert_array_equal(info.hi[0], 2.5)
+
+
+def test_avg_pool_table_and_add_bounds_contain_brute_force():
+    """The handlers this analysis gained when it became the one range analysis of every backend."""
+    fmt = (1, 1, 1)  # codes -4..3: 8^3 inputs
+    table = np.tanh(np.arange(-4, 4) / 2.0)  # tanh at every input code of the (k=1, i=1, f=1) domain
+    nodes = _quantize((3, 1), fmt) + [
+        Node('a', 'avg_pool', ['q'], (1, 1), {'pool_size': (3,), 'strides': (3,), 'padding': 'valid',
+                                             'fmt': Format.of(1, 1, 3, (1, 1)), 'round_mode': 'RND',
+                                             'overflow_mode': 'SAT'}),
+        Node('t', 'table', ['q'], (3, 1), {'table': table, 'domain_f': 1, 'domain_min_code': -4,
+                                           'out_fmt': Format.of(1, 0, 4, (3, 1)), 'round_mode': 'RND',
+                                           'overflow_mode': 'SAT'}),
+        Node('s', 'add', ['q', 't'], (3, 1)),
+    ]
+    graph = Graph(nodes, ['x'], ['a', 's'])
+    _assert_tight(graph, _every_input((3, 1), fmt), loose=('a', 's'))
+    infos = analysis.analyze(graph)
+    # the tanh table is monotone: its bounds are the quantized ends of the table, exactly
+    np.testing.assert_array_equal(infos['t'].lo, np.full((3, 1), -0.9375))
+    np.testing.assert_array_equal(infos['t'].hi, np.full((3, 1), 0.875))  # round(16·tanh(1.5)) = 14
+    # every element's own format holds its bounds
+    for name in ('a', 't', 's'):
+        info = infos[name]
+        k, i, f = info.fmt.k, info.fmt.i, info.fmt.f
+        assert np.all(info.hi <= 2.0**i - 2.0**-f) and np.all(info.lo >= -k * 2.0**i), name
