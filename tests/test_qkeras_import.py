@@ -80,3 +80,20 @@ def test_not_a_model_file(tmp_path) -> None:
     (tmp_path / 'x.h5').write_text('junk')
     with pytest.raises(QKerasImportError, match='neither a .keras zip nor an HDF5'):
         import_qkeras(tmp_path / 'x.h5')
+
+
+def test_cli_writes_model_and_refuses_junk(tmp_path) -> None:
+    from hgq.cli import main
+
+    layers = [{'class_name': 'InputLayer', 'config': {'name': 'in', 'batch_input_shape': [None, 2]}},
+              {'class_name': 'QActivation', 'config': {'name': 'q', 'activation': 'quantized_bits(4,1)'}}]
+    _write_h5(tmp_path / 'm.h5', layers, {})
+    assert main(['import-qkeras', str(tmp_path / 'm.h5'), str(tmp_path / 'o.keras')]) == 0
+    from hgq.workflow.files import load_checkpoint
+
+    x = np.array([[0.375, -5.0], [1.125, 0.625]], dtype='float32')  # ties at step 0.25 and clipping
+    got = np.asarray(load_checkpoint(tmp_path / 'o.keras')(x))
+    assert int(np.sum(got != _qkeras_bits(x, 4, 1))) == 0
+    (tmp_path / 'bad.h5').write_text('junk')
+    assert main(['import-qkeras', str(tmp_path / 'bad.h5'), str(tmp_path / 'p.keras')]) == 2
+    assert not (tmp_path / 'p.keras').exists()
