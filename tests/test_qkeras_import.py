@@ -97,3 +97,13 @@ def test_cli_writes_model_and_refuses_junk(tmp_path) -> None:
     (tmp_path / 'bad.h5').write_text('junk')
     assert main(['import-qkeras', str(tmp_path / 'bad.h5'), str(tmp_path / 'p.keras')]) == 2
     assert not (tmp_path / 'p.keras').exists()
+
+
+def test_dense_on_float_input_is_refused(tmp_path) -> None:
+    layers = [{'class_name': 'InputLayer', 'config': {'name': 'in', 'batch_input_shape': [None, 2]}},
+              {'class_name': 'QDense', 'config': {'name': 'd', 'units': 1, 'activation': None,
+                                                  'kernel_quantizer': 'quantized_bits(4,0)',
+                                                  'bias_quantizer': 'quantized_bits(4,0)'}}]
+    _write_h5(tmp_path / 'm.h5', layers, {'d': [np.ones((2, 1)), np.zeros(1)]})
+    with pytest.raises(QKerasImportError, match='d: its input is not quantized'):
+        import_qkeras(tmp_path / 'm.h5')

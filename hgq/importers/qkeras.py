@@ -190,6 +190,7 @@ def build_model(config: dict[str, Any], weights: dict[str, list[np.ndarray]]) ->
     layers = _layers(config)
     x = inputs = None
     pending: list[tuple[Any, list[np.ndarray]]] = []
+    fmt: tuple[int, int, int, str] | None = None  # the format of x so far (None: float)
     for spec in layers:
         cls, cfg = spec.get('class_name'), spec.get('config', {})
         name = cfg.get('name', '?')
@@ -210,14 +211,19 @@ def build_model(config: dict[str, Any], weights: dict[str, list[np.ndarray]]) ->
             bf = qkeras_format(name, 'bias_quantizer', cfg['bias_quantizer']) if cfg.get('use_bias', True) else None
             w = weights.get(name, [])
             q = [quantize_qkeras_np(w[0], kf)] + ([quantize_qkeras_np(w[1], bf)] if bf else [])
+            if fmt is None:
+                raise QKerasImportError(f'{name}: its input is not quantized (put a QActivation with '
+                                        'quantized_bits before it); hgq layers need fixed-point inputs')
             layer = QDense(cfg['units'], use_bias=bf is not None, name=name,
+                           input_quantizer=_fixed(fmt, 'activation', f'{name}_input_quantizer'),
                            kernel_quantizer=_fixed(kf, 'weight', f'{name}_kernel_quantizer'),
                            bias_quantizer=_fixed(bf, 'weight', f'{name}_bias_quantizer') if bf else None)
             x = layer(x)
             pending.append((layer, q))
-            x = _activation(name, cfg.get('activation'), x, QActivation)
+            fmt = None
+            x, fmt = _activation(name, cfg.get('activation'), x, QActivation, fmt)
         elif cls in ('QActivation', 'Activation'):
-            x = _activation(name, cfg.get('activation'), x, QActivation)
+            x, fmt = _activation(name, cfg.get('activation'), x, QActivation, fmt)
         elif cls == 'Flatten':
             x = QFlatten(name=name)(x)
         else:
@@ -233,16 +239,17 @@ def build_model(config: dict[str, Any], weights: dict[str, list[np.ndarray]]) ->
     return model
 
 
-def _activation(name: str, act: Any, x: Any, QActivation: Any) -> Any:
+def _activation(name: str, act: Any, x: Any, QActivation: Any, cur: Any) -> tuple[Any, Any]:
+    """(tensor, its fixed format or None) after a QKeras activation."""
     if act in (None, 'linear'):
-        return x
+        return x, cur
     if act == 'relu':
-        return QActivation('relu', name=f'{name}_relu')(x)
+        return QActivation('relu', name=f'{name}_relu')(x), (0, cur[1], cur[2], cur[3]) if cur else None
     fmt = qkeras_format(name, 'activation', act)
     base = 'relu' if str(act).startswith('quantized_relu') or (
         isinstance(act, dict) and act.get('class_name') == 'quantized_relu') else 'linear'
     return QActivation(base, output_quantizer=_fixed(fmt, 'activation', f'{name}_output_quantizer'),
-                       name=f'{name}_q' if not name.endswith('_q') else name)(x)
+                       name=f'{name}_q' if not name.endswith('_q') else name)(x), fmt
 
 
 def import_qkeras(path: str | Path) -> Any:
