@@ -57,6 +57,20 @@ def _synth(args: argparse.Namespace) -> int:
     return 0 if check is None or check['mismatches'] == 0 else 1
 
 
+def cmd_import_qkeras(args: argparse.Namespace) -> int:
+    from hgq.importers.qkeras import QKerasImportError, import_qkeras
+    from hgq.training.files import save_model_atomic
+
+    try:
+        model = import_qkeras(args.model)
+    except QKerasImportError as e:
+        print(f'hgq import-qkeras: {e}', file=sys.stderr)
+        return 2
+    save_model_atomic(model, args.out)
+    print(f'wrote {args.out}')
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from hgq.workflow import ConfigError, find_project, train
 
@@ -148,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument('--calibration', metavar='FILE', help='.npy/.npz inputs to calibrate activation ranges on '
                         '(also checked); without it the ranges stored in the checkpoint are used')
     export.set_defaults(run=cmd_export)
+
+    imp = sub.add_parser('import-qkeras', help='import a QKeras .h5/.keras model as fixed hgq layers')
+    imp.add_argument('model', help='a QKeras model saved with model.save (.h5 or .keras)')
+    imp.add_argument('out', help='the .keras file to write')
+    imp.set_defaults(run=cmd_import_qkeras)
 
     synth = sub.add_parser('synth', help='RTL, Verilator check, Yosys synthesis and a resource report',
                            description='Write Verilog of a checkpoint (da4ml), check a Verilator simulation of it '

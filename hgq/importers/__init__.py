@@ -1,0 +1,1 @@
+"""Importers of models trained with other tools (QKeras)."""
