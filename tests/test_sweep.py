@@ -39,3 +39,20 @@ def test_trial_names_are_deterministic_and_distinct(tmp_path):
     assert not is_done(tmp_path)
     mark_done(tmp_path, a)
     assert is_done(tmp_path)
+
+
+def test_serial_sweep_trains_each_trial_once_and_skips_done(tmp_path, capsys):
+    from pathlib import Path
+
+    from hgq.workflow.project import find_project
+    from hgq.workflow.sweep import run_serial
+
+    project = find_project(Path(__file__).parent / 'toy_project')
+    sweep = {'grid': {'training.seed': [0, 1], 'training.epochs': [2], 'training.float_epochs': [1]}}
+    folders = run_serial(project, sweep, tmp_path)
+    assert len(folders) == 2 and all(is_done(f) and (f / 'history.csv').is_file() for f in folders)
+    rows = [(f / 'history.csv').read_text().strip().splitlines() for f in folders]
+    assert [len(r) for r in rows] == [3, 3]  # header + 2 epochs each
+    capsys.readouterr()
+    run_serial(project, sweep, tmp_path)
+    assert capsys.readouterr().out.count('done, skipped') == 2

@@ -88,3 +88,27 @@ def is_done(run_dir: str | Path) -> bool:
 
 def mark_done(run_dir: str | Path, overrides: Mapping[str, Any]) -> None:
     write_json_atomic(Path(run_dir) / DONE_FILE, {'overrides': dict(overrides)})
+
+
+def run_serial(project: Any, sweep: Mapping[str, Any], out_dir: str | Path,
+               config_path: str | Path | None = None) -> list[Path]:
+    """Run every trial one after another (the `--serial` engine); finished trials are skipped, an
+    interrupted one resumes from its last saved epoch (hgq train's own resumable state)."""
+    from .config import read_yaml, resolve
+    from .train import train
+
+    default = project.directory / 'config.yaml'
+    source = Path(config_path) if config_path is not None else default
+    given = read_yaml(source) if source.is_file() else {}
+    folders = []
+    for overrides in expand(sweep):
+        run_dir = Path(out_dir) / trial_name(overrides)
+        folders.append(run_dir)
+        if is_done(run_dir):
+            print(f'{run_dir}: done, skipped', flush=True)
+            continue
+        config = resolve(apply(given, overrides), project.module.DATA, project.module.MODEL,
+                         where=f'{source} with {overrides}')
+        train(project, config, run_dir)
+        mark_done(run_dir, overrides)
+    return folders
