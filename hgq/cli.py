@@ -121,6 +121,27 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from hgq.workflow import ConfigError, find_project
+    from hgq.workflow.config import read_yaml
+    from hgq.workflow.sweep import run_serial
+
+    if not args.serial:
+        print("hgq sweep: the Ray engine is not built yet; run the trials one after another with --serial "
+              "(Ray, when it lands: pip install 'hgq[sweep]')", file=sys.stderr)
+        return 2
+    try:
+        project = find_project(args.project)
+        sweep = read_yaml(args.sweep)
+        out = Path(args.out or f'runs/{project.name}_sweep')
+        folders = run_serial(project, sweep, out, config_path=args.base)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        print(f'hgq sweep: {e}', file=sys.stderr)
+        return 2
+    print(f'{len(folders)} trials in {out}')
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='hgq', description='Train and export high-granularity quantized networks.')
     sub = parser.add_subparsers(dest='command', required=True)
@@ -135,6 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument('--out', metavar='DIR', help='the run folder (default runs/PROJECT)')
     train.add_argument('--restart', action='store_true', help='discard an earlier run in the folder')
     train.set_defaults(run=cmd_train)
+    sweep = sub.add_parser('sweep', help='train many configs of a project (grid/random), each an hgq train run')
+    sweep.add_argument('project', help='project name or folder')
+    sweep.add_argument('--config', dest='sweep', metavar='SWEEP.yaml', required=True, help='the sweep file')
+    sweep.add_argument('--base', metavar='FILE', help="the config the overrides apply to (default: config.yaml)")
+    sweep.add_argument('--out', metavar='DIR', help='folder of the trial run folders (default runs/PROJECT_sweep)')
+    sweep.add_argument('--serial', action='store_true', help='run trials one after another, without Ray')
+    sweep.set_defaults(run=cmd_sweep)
 
     report = sub.add_parser('report', help='evaluate, plot (and synthesize) the Pareto checkpoints of a run',
                             description='Calibrate every Pareto checkpoint of RUN_DIR, measure its test accuracy '
