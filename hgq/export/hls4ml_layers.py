@@ -108,7 +108,7 @@ class Converter:
         self.used: set[str] = set()
         self.graph = Graph(_hoist_quantizers(graph), list(graph.inputs), list(graph.outputs))
         self.consumers = _consumers(self.graph)
-        self.ranges = exact_ranges(self.graph)  # the IR's one exact range analysis sizes every result type
+        self.ranges: dict[str, Range | None] = {}
 
     # ------------------------------------------------------------------ helpers
     def name(self, base: str) -> str:
@@ -141,11 +141,14 @@ class Converter:
     # ------------------------------------------------------------------ walk
     def run(self) -> Built:
         for node in self.graph.nodes:
-            handler = getattr(self, f'op_{node.op}', None)
-            if handler is None:
+            if getattr(self, f'op_{node.op}', None) is None:
                 raise ValueError(f'{T.node_source(node)}: operation {node.op!r} has no hls4ml counterpart here; '
                                  f'supported operations: {", ".join(SUPPORTED_OPS)}')
-            self.tensors[node.name] = handler(node)
+            if node.op == 'input':
+                self.input_type(node)  # refuses an unquantized input with the hls4ml-specific advice
+        self.ranges = exact_ranges(self.graph)  # the IR's one exact range analysis sizes every result type
+        for node in self.graph.nodes:
+            self.tensors[node.name] = getattr(self, f'op_{node.op}')(node)
         self.out.outputs = [self.tensors[n].layer for n in self.graph.outputs]
         return self.out
 
