@@ -107,3 +107,20 @@ def test_dense_on_float_input_is_refused(tmp_path) -> None:
     _write_h5(tmp_path / 'm.h5', layers, {'d': [np.ones((2, 1)), np.zeros(1)]})
     with pytest.raises(QKerasImportError, match='d: its input is not quantized'):
         import_qkeras(tmp_path / 'm.h5')
+
+
+@pytest.mark.parametrize('spec, match', [
+    ('quantized_bits(4,0,alpha=1,qnoise_factor=0.5)', 'qnoise_factor=0.5'),
+    ('quantized_relu(4,0,relu_upper_bound=0.5)', 'relu_upper_bound'),
+    ({'class_name': 'quantized_bits', 'config': {'bits': 4, 'post_training_scale': [2.0]}}, 'post_training_scale'),
+    ('quantized_bits(4,0,new_option=3)', "argument 'new_option' is not known"),
+])
+def test_arguments_that_change_the_forward_are_refused(spec, match) -> None:
+    with pytest.raises(QKerasImportError, match=match):
+        qkeras_format('layer d', 'kernel_quantizer', spec)
+
+
+def test_arguments_that_only_change_gradients_are_accepted() -> None:
+    plain = qkeras_format('d', 'q', 'quantized_bits(6,1,alpha=1)')
+    assert qkeras_format('d', 'q', 'quantized_bits(6,1,alpha=1,use_ste=False,qnoise_factor=1.0)') == plain
+    assert qkeras_format('d', 'q', 'quantized_relu(4,1,is_quantized_clip=False)') == (0, 1, 3, 'SAT')

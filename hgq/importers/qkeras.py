@@ -126,12 +126,35 @@ def _parse_args(layer: str, argument: str, name: str, text: str) -> dict[str, An
     return kw
 
 
+#: arguments that change only gradients or bookkeeping, not the inference forward (qkeras 0.9.0 and
+#: qkeras-v3 1.2.1 `__init__`), and those that change it unless they keep their default
+_NO_EFFECT = {'var_name', 'use_ste', 'use_variables', 'is_quantized_clip',  # x_u: gradient path only
+              'scale_axis', 'elements_per_scale', 'min_po2_exponent', 'max_po2_exponent'}  # auto alpha only
+_MUST_BE_DEFAULT = {'qnoise_factor': (1, 1.0), 'relu_upper_bound': (None,), 'post_training_scale': (None,)}
+
+
+def _check_arguments(layer: str, argument: str, name: str, kw: dict[str, Any]) -> None:
+    """Refuse any argument we do not map exactly: an ignored argument would be a silent wrong answer."""
+    for key, value in kw.items():
+        if key in _POSITIONAL[name] or key in _NO_EFFECT:
+            continue
+        if key in _MUST_BE_DEFAULT:
+            if value not in _MUST_BE_DEFAULT[key]:
+                raise QKerasImportError(f'{layer}: {argument}: {name}({key}={value!r}) changes the forward and is '
+                                        f'not supported; use {key}={_MUST_BE_DEFAULT[key][0]!r}')
+            continue
+        raise QKerasImportError(f'{layer}: {argument}: {name} argument {key!r} is not known to this importer; '
+                                f'known: {", ".join(sorted({*_POSITIONAL[name], *_NO_EFFECT, *_MUST_BE_DEFAULT}))}')
+
+
 def qkeras_format(layer: str, argument: str, spec: Any) -> tuple[int, int, int, str] | None:
     """(k, i, f, overflow) of the fixed-point format a QKeras quantizer computes, or an error."""
     parsed = _parse_quantizer(layer, argument, spec)
     if parsed is None:
         return None
     name, kw = parsed
+    if name in _POSITIONAL:
+        _check_arguments(layer, argument, name, kw)
     if kw.get('use_stochastic_rounding'):
         raise QKerasImportError(f'{layer}: {argument}: use_stochastic_rounding is not reproducible; '
                                 f'supported: {", ".join(SUPPORTED_QUANTIZERS)}')
