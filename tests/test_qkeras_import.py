@@ -124,3 +124,163 @@ def test_arguments_that_only_change_gradients_are_accepted() -> None:
     plain = qkeras_format('d', 'q', 'quantized_bits(6,1,alpha=1)')
     assert qkeras_format('d', 'q', 'quantized_bits(6,1,alpha=1,use_ste=False,qnoise_factor=1.0)') == plain
     assert qkeras_format('d', 'q', 'quantized_relu(4,1,is_quantized_clip=False)') == (0, 1, 3, 'SAT')
+
+
+# ---------------------------------------------------------------- real QKeras files (tests/fixtures/qkeras)
+# Written once by tests/fixtures/qkeras/make_fixtures.py in the QKeras peer venvs; nothing here imports QKeras.
+
+import importlib.util  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+FIXTURES = Path(__file__).parent / 'fixtures' / 'qkeras'
+_spec = importlib.util.spec_from_file_location('qkeras_fixture_inputs', FIXTURES / 'inputs.py')
+fixture_inputs = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fixture_inputs)
+REFERENCES = sorted(p.stem for p in FIXTURES.glob('*.npz'))
+
+
+def _model_file(stem: str) -> Path:
+    return FIXTURES / (f'{stem}.h5' if stem.startswith('keras2') else f'{stem}.keras')
+
+
+def load_reference(stem: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(inputs regenerated from the recipe, QKeras outputs as float32, recipe), both checked by SHA-256."""
+    z = np.load(FIXTURES / f'{stem}.npz')
+    recipe = json.loads(str(z['recipe']))
+    x = fixture_inputs.make_inputs(recipe['seed'], recipe['n'], tuple(recipe['shape']), recipe['narrow'],
+                                   recipe['wide'], recipe['lsb_exp'])
+    y = np.ldexp(z['y_codes'].astype(np.float64), -int(z['y_exp'])).astype(np.float32)
+    assert fixture_inputs.digest(x) == recipe['sha256'], f'{stem}: regenerated inputs differ from the fixture run'
+    assert fixture_inputs.digest(y) == recipe['y_sha256'], f'{stem}: decoded outputs differ from QKeras bytes'
+    return x, y, recipe
+
+
+def test_fixture_set_covers_the_issue() -> None:
+    """≥5 reference models per file kind, each with ≥10,000 inputs of which some clip the first quantizer."""
+    for flavour in ('keras2', 'keras3'):
+        assert len([s for s in REFERENCES if s.startswith(flavour)]) >= 5
+    for stem in REFERENCES:
+        x, _, recipe = load_reference(stem)
+        assert len(x) >= 10_000 and recipe['wide'] > recipe['narrow']
+
+
+@pytest.mark.parametrize('stem', REFERENCES)
+def test_imported_fixture_equals_qkeras(stem: str) -> None:
+    x, y, _ = load_reference(stem)
+    model = import_qkeras(_model_file(stem))
+    got = np.asarray(model(x, training=False))
+    assert got.shape == y.shape
+    mismatches = int(np.sum(got != y))
+    assert mismatches == 0, f'{stem}: {mismatches} of {y.size} outputs differ from QKeras'
+
+
+@pytest.mark.parametrize('flavour', ['keras2', 'keras3'])
+def test_real_qbatchnormalization_is_refused(flavour: str) -> None:
+    ext = 'h5' if flavour == 'keras2' else 'keras'
+    with pytest.raises(QKerasImportError, match=r'bn: layer QBatchNormalization is not supported: .*float32'):
+        import_qkeras(FIXTURES / f'{flavour}_qbn_refused.{ext}')
+
+
+def test_imported_weights_are_the_qkeras_quantized_ones() -> None:
+    """po2 alpha: per-channel scales show up in the stored kernel (alpha=[0.25, 0.5, 1, 2, ...] on d2)."""
+    model = import_qkeras(_model_file('keras3_mlp_b4_po2'))
+    kernel = np.asarray(model.get_layer('d2').kernel, np.float64)
+    alpha = np.array([0.25, 0.5, 1.0, 2.0, 0.5, 1.0, 0.25, 2.0])
+    codes = kernel / alpha * 2 ** 3  # quantized_bits(4, 0): step 2^-3, codes in [-8, 7]
+    assert np.all(codes == np.round(codes)) and codes.min() >= -8 and codes.max() <= 7
+    assert np.unique(np.abs(kernel)[:, 3]).max() > 1  # alpha=2 channel really exceeds the alpha=1 range
+
+
+def test_imported_cnn_through_emulator_and_hls4ml(tmp_path) -> None:
+    """The imported CNN in our flow: IR emulator == hls4ml C-sim == Keras == QKeras on all 10,000 inputs.
+    RTL: while da4ml has no RND_CONV, write_rtl refuses with a clear error (asserted); once it accepts,
+    Verilator must match too."""
+    from exactness import require_tools
+
+    import hgq.ir as ir
+    from hgq.export.hls4ml import export_hls4ml
+
+    require_tools()
+    x, y, _ = load_reference('keras2_cnn1d_b3')
+    model = import_qkeras(_model_file('keras2_cnn1d_b3'))
+    graph = ir.from_model(model)
+    xs = x.astype(np.float64)
+    want = np.asarray(ir.predict(graph, xs), np.float64).reshape(y.shape)
+    hls = export_hls4ml(graph, tmp_path / 'hls4ml', project_name='qk_cnn1d')
+    got = {'qkeras': y, 'keras': np.asarray(model(x, training=False)),
+           'hls4ml': np.asarray(hls.predict(np.ascontiguousarray(xs))).reshape(y.shape)}
+    try:
+        from hgq.export.rtl import write_rtl
+
+        rtl = write_rtl(graph, tmp_path / 'rtl', 'qk_cnn1d').write().compile()
+    except NotImplementedError as err:
+        assert 'RND_CONV' in str(err)
+    else:
+        got['verilator'] = np.asarray(rtl.predict(xs)).reshape(y.shape)
+    counts = {k: int(np.sum(v != want)) for k, v in got.items()}
+    assert counts == dict.fromkeys(got, 0), counts
+
+
+_QIN = {'class_name': 'QActivation', 'config': {'name': 'qin', 'activation': 'quantized_bits(6,2,alpha=1)'}}
+
+
+@pytest.mark.parametrize('shape, layer, match', [
+    ([None, 8, 4], {'class_name': 'QConv1D', 'config': {
+        'name': 'c', 'filters': 2, 'kernel_size': [3], 'dilation_rate': [2], 'padding': 'valid',
+        'kernel_quantizer': 'quantized_bits(4,0)', 'bias_quantizer': 'quantized_bits(4,0)'}},
+     'c: layer QConv1D with dilation_rate'),
+    ([None, 8, 4], {'class_name': 'QConv1D', 'config': {
+        'name': 'c', 'filters': 2, 'kernel_size': [3], 'padding': 'causal',
+        'kernel_quantizer': 'quantized_bits(4,0)', 'bias_quantizer': 'quantized_bits(4,0)'}},
+     "c: layer QConv1D with padding='causal'"),
+    ([None, 8, 4], {'class_name': 'AveragePooling1D', 'config': {'name': 'p', 'pool_size': [3]}},
+     r'p: layer AveragePooling1D with pool_size=\(3,\).*power-of-two'),
+    ([None, 8, 4], {'class_name': 'AveragePooling1D', 'config': {'name': 'p', 'pool_size': [2], 'padding': 'same'}},
+     "p: layer AveragePooling1D .*padding='same'"),
+    ([None, 4], {'class_name': 'QActivation', 'config': {'name': 'a', 'activation': 'quantized_bits(6,2,alpha=2)'}},
+     'a: activation: a power-of-two alpha other than 1 is supported on weights only'),
+    ([None, 4], {'class_name': 'QDense', 'config': {
+        'name': 'd', 'units': 2, 'kernel_quantizer': 'quantized_bits(4,0,alpha=0.3)',
+        'bias_quantizer': 'quantized_bits(4,0)'}}, 'd: kernel_quantizer: .*alpha=0.3 is not a power of two'),
+    ([None, 4], {'class_name': 'QDense', 'config': {
+        'name': 'd', 'units': 2, 'kernel_quantizer': 'quantized_bits(4,0,alpha="auto")',
+        'bias_quantizer': 'quantized_bits(4,0)'}}, "d: kernel_quantizer: quantized_bits alpha='auto'"),
+    ([None, 4], {'class_name': 'QDense', 'config': {
+        'name': 'd', 'units': 2, 'kernel_quantizer': 'quantized_po2(4)', 'bias_quantizer': 'quantized_bits(4,0)'}},
+     'd: kernel_quantizer: quantized_po2 is not supported'),
+    ([None, 4], {'class_name': 'Activation', 'config': {'name': 's', 'activation': 'softmax'}},
+     "s: activation 'softmax' is not supported"),
+    ([None, 4], {'class_name': 'QDenseBatchnorm', 'config': {
+        'name': 'd', 'units': 2, 'kernel_quantizer': 'quantized_bits(4,0)', 'bias_quantizer': None}},
+     'd: bias_quantizer is None'),
+])
+def test_unsupported_layer_arguments_are_refused(tmp_path, shape, layer, match) -> None:
+    first = {'class_name': 'InputLayer', 'config': {'name': 'in', 'batch_input_shape': shape}}
+    n = shape[-1]
+    weights = {'c': [np.ones((3, n, 2)), np.zeros(2)], 'd': [np.ones((n, 2)), np.zeros(2)]}
+    name = layer['config']['name']
+    w = {name: weights[name]} if name in weights else {}
+    if layer['class_name'] == 'QDenseBatchnorm':
+        w = {'d': [np.ones((n, 2)), np.zeros(2)]}
+        _write_bn_h5(tmp_path / 'm.h5', [first, _QIN, layer], w)
+    else:
+        _write_h5(tmp_path / 'm.h5', [first, _QIN, layer], w)
+    with pytest.raises(QKerasImportError, match=match):
+        import_qkeras(tmp_path / 'm.h5')
+
+
+def _write_bn_h5(path, layers, weights) -> None:
+    """Like _write_h5, plus unit batch-norm statistics (gamma, beta, moving mean/variance) per layer."""
+    with h5py.File(path, 'w') as h:
+        h.attrs['model_config'] = json.dumps({'class_name': 'Sequential', 'config': {'layers': layers}})
+        g = h.create_group('model_weights')
+        for name, (kernel, bias) in weights.items():
+            lg = g.create_group(name)
+            n = kernel.shape[-1]
+            arrays = {'kernel': kernel, 'bias': bias, 'batch_normalization/gamma': np.ones(n),
+                      'batch_normalization/beta': np.zeros(n), 'batch_normalization/moving_mean': np.zeros(n),
+                      'batch_normalization/moving_variance': np.ones(n)}
+            names = [f'{name}/{k}:0' for k in arrays]
+            lg.attrs['weight_names'] = [s.encode() for s in names]
+            for s, a in zip(names, arrays.values()):
+                lg.create_dataset(s, data=a)
