@@ -245,9 +245,10 @@ _QIN = {'class_name': 'QActivation', 'config': {'name': 'qin', 'activation': 'qu
     ([None, 4], {'class_name': 'QDense', 'config': {
         'name': 'd', 'units': 2, 'kernel_quantizer': 'quantized_bits(4,0,alpha="auto")',
         'bias_quantizer': 'quantized_bits(4,0)'}}, "d: kernel_quantizer: quantized_bits alpha='auto'"),
-    ([None, 4], {'class_name': 'QDense', 'config': {
-        'name': 'd', 'units': 2, 'kernel_quantizer': 'quantized_po2(4)', 'bias_quantizer': 'quantized_bits(4,0)'}},
-     'd: kernel_quantizer: quantized_po2 is not supported'),
+    ([None, 4], {'class_name': 'QActivation', 'config': {'name': 'a', 'activation': 'quantized_po2(4)'}},
+     'a: activation: quantized_po2 is supported on weights only'),
+    ([None, 4], {'class_name': 'QActivation', 'config': {'name': 'a', 'activation': 'quantized_ulaw(8,0)'}},
+     r'a: activation: quantized_ulaw is not supported \(its levels are float32 logarithms'),
     ([None, 4], {'class_name': 'Activation', 'config': {'name': 's', 'activation': 'softmax'}},
      "s: activation 'softmax' is not supported"),
     ([None, 4], {'class_name': 'QDenseBatchnorm', 'config': {
@@ -284,3 +285,44 @@ def _write_bn_h5(path, layers, weights) -> None:
             lg.attrs['weight_names'] = [s.encode() for s in names]
             for s, a in zip(names, arrays.values()):
                 lg.create_dataset(s, data=a)
+
+
+def _qkeras_po2(x, bits, max_value=None, quad=False, floor=False):
+    """QKeras quantized_po2 transcribed (q2 quantizers.py:1804-1875, :1992-2004), in float32 like TF."""
+    x = np.asarray(x, np.float32)
+    eps = np.float32(1e-7)
+    sign = np.sign(x)
+    sign = sign + (1 - np.abs(sign))
+    a = np.abs(x)
+    v = np.where(a < eps, eps, a)
+    if max_value is not None:
+        v = np.where(v >= max_value, np.float32(max_value), v)
+    effect = bits - 1 - (1 if max_value is None or max_value > 1 else 0)
+    lo, hi = -2 ** effect, 2 ** effect - 1
+    hi = 2 * (hi // 2) if quad else hi
+    t = np.log(np.sqrt(v) if quad else v) / np.float32(np.log(2.0))
+    e = (2 if quad else 1) * np.clip(np.floor(t) if floor else np.round(t), lo, hi)
+    return sign * 2.0 ** np.where(a < eps, lo, e)
+
+
+@pytest.mark.parametrize('spec, args', [
+    ('quantized_po2(4)', dict(bits=4)), ('quantized_po2(4,1)', dict(bits=4, max_value=1)),
+    ('quantized_po2(5,quadratic_approximation=True)', dict(bits=5, quad=True)),
+    ('quantized_po2(4,1.5,log2_rounding="floor")', dict(bits=4, max_value=1.5, floor=True)),
+])
+def test_po2_weights_match_qkeras_formula(spec, args) -> None:
+    from hgq.importers.qkeras_quantizers import quantize_po2_weights
+
+    w = np.random.default_rng(3).normal(0, 0.7, 4000).astype(np.float32)
+    w[:4] = [0.0, -0.0, 1e-9, -3e-8]  # sign'(0) = +1, |x| < eps -> 2^min_exp
+    w = w[np.abs(np.log2(np.abs(w.astype(np.float64)) + 1e-30) % 0.5) > 1e-4]  # keep clear of boundaries
+    w = np.concatenate([[0.0, -0.0, 1e-9, -3e-8], w]).astype(np.float32)
+    got = quantize_po2_weights('d', 'kernel_quantizer', spec, w)
+    assert int(np.sum(got != _qkeras_po2(w, **args))) == 0
+
+
+def test_po2_weight_on_a_rounding_boundary_is_refused() -> None:
+    from hgq.importers.qkeras_quantizers import quantize_po2_weights
+
+    with pytest.raises(QKerasImportError, match='within 1e-05 of a quantized_po2 rounding boundary'):
+        quantize_po2_weights('d', 'kernel_quantizer', 'quantized_po2(4)', np.float32([np.sqrt(2.0), 0.3]))

@@ -30,6 +30,7 @@ from .qkeras_quantizers import (
     frac_bits,
     qkeras_format,
     qkeras_quantizer,
+    quantize_po2_weights,
     quantize_qkeras_np,
     weight_format,
 )
@@ -244,6 +245,10 @@ def _activation(name: str, act: Any, x: Any, span: Span | None, standalone: bool
 
 def _quantized_weight(name: str, argument: str, spec: Any, values: np.ndarray) -> tuple[np.ndarray, tuple]:
     """(exact quantized values, covering (k, i, f)) of a weight tensor under its QKeras quantizer."""
+    po2 = quantize_po2_weights(name, argument, spec, values)
+    if po2 is not None:
+        k, i, f = covering_format(float(po2.min()), float(po2.max()), frac_bits(po2))
+        return po2, (k, i, f)
     q = qkeras_quantizer(name, argument, spec)
     if q is None:
         raise QKerasImportError(f'{name}: {argument} is None; the weights would be float, not fixed point')

@@ -23,14 +23,17 @@ from .qkeras_files import QKerasImportError
 
 SUPPORTED_QUANTIZERS = ('quantized_bits(bits, integer, symmetric, keep_negative, alpha=None|1|power of two|'
                         'list of powers of two (weights only))',
-                        'quantized_relu(bits, integer, negative_slope=0)')
+                        'quantized_relu(bits, integer, negative_slope=0)',
+                        'quantized_po2(bits, max_value, quadratic_approximation, log2_rounding) (weights only)')
 
 #: (k, i, f, overflow) of a QKeras quantizer, plus the alpha exponents for weights
 Format = tuple[int, int, int, str]
 
 _POSITIONAL = {'quantized_bits': ('bits', 'integer', 'symmetric', 'keep_negative', 'alpha',
                                   'use_stochastic_rounding'),
-               'quantized_relu': ('bits', 'integer', 'use_sigmoid', 'negative_slope', 'use_stochastic_rounding')}
+               'quantized_relu': ('bits', 'integer', 'use_sigmoid', 'negative_slope', 'use_stochastic_rounding'),
+               'quantized_po2': ('bits', 'max_value', 'use_stochastic_rounding', 'quadratic_approximation',
+                                 'log2_rounding')}
 
 #: arguments that change only gradients or bookkeeping, not the inference forward (qkeras 0.9.0 and
 #: qkeras-v3 1.2.1 `__init__`), and those that change it unless they keep their default
@@ -41,7 +44,6 @@ _MUST_BE_DEFAULT = {'qnoise_factor': (1, 1.0), 'relu_upper_bound': (None,), 'pos
 _WHY = {
     'quantized_ulaw': 'its levels are float32 logarithms (sign(r)·log(1+u|r|)/log(1+u)) of a sigmoid-rounded '
                       'value, not fixed-point numbers, so no exact fixed-point or level-table model exists',
-    'quantized_po2': 'its rounding decision is made on float32 log2 values (not mapped yet; see docs/qkeras.md)',
     'quantized_relu_po2': 'its rounding decision is made on float32 log2 values (not mapped yet; see docs/qkeras.md)',
     'quantized_tanh': 'it applies tanh in float32 before rounding',
     'quantized_sigmoid': 'it applies a sigmoid in float32 before rounding',
@@ -134,6 +136,9 @@ def qkeras_quantizer(layer: str, argument: str, spec: Any) -> tuple[Format, np.n
         return None
     name, kw = parsed
     _check_arguments(layer, argument, name, kw)
+    if name == 'quantized_po2':
+        raise unsupported(layer, argument, 'quantized_po2 is supported on weights only (on an activation its '
+                          'exponent is decided by a float32 log at run time; see docs/qkeras.md)')
     if kw.get('use_stochastic_rounding'):
         raise unsupported(layer, argument, 'use_stochastic_rounding is not reproducible')
     bits, integer = kw.get('bits', 8), kw.get('integer', 0)
@@ -206,3 +211,53 @@ def frac_bits(values: np.ndarray) -> int:
         if np.all(s == np.round(s)):
             return f
     raise QKerasImportError('weights are not on a fixed-point grid')
+
+
+_EPS = np.float32(1e-7)  # keras.backend.epsilon(), the `x_abs < eps` test of _clip_power_of_two
+_LOG2_MARGIN = 1e-5      # float32 log error is ~1e-7; a decision this close to its boundary is refused
+
+
+def quantize_po2_weights(layer: str, argument: str, spec: Any, x: np.ndarray) -> np.ndarray | None:
+    """QKeras quantized_po2 on a weight tensor, exactly, or None if `spec` is not quantized_po2.
+
+    q2 quantizers.py:1992 / _clip_power_of_two :1804; q3 :3111 / :2894:
+        xq = sign'(x) · 2^clip(round(log(v)/log 2), min_exp, max_exp),  v = eps if |x| < eps else min(|x|, max_value)
+    (sign'(0) = +1; |x| < eps gives min_exp; quadratic_approximation: 2·round(log(sqrt v)/log 2), an even
+    exponent; log2_rounding='floor' floors instead). QKeras takes the float32 log, which is not correctly
+    rounded, so a weight whose log2 lies within 1e-5 of a rounding boundary is refused instead of guessed.
+    """
+    parsed = parse_quantizer(layer, argument, spec)
+    if parsed is None or parsed[0] != 'quantized_po2':
+        return None
+    kw = parsed[1]
+    _check_arguments(layer, argument, 'quantized_po2', kw)
+    if kw.get('use_stochastic_rounding'):
+        raise unsupported(layer, argument, 'use_stochastic_rounding is not reproducible')
+    bits, max_value = int(kw.get('bits', 8)), kw.get('max_value')
+    quad, mode = bool(kw.get('quadratic_approximation', False)), kw.get('log2_rounding', 'rnd')
+    if mode not in ('rnd', 'floor'):
+        raise unsupported(layer, argument, f'quantized_po2 log2_rounding={mode!r} is not known (rnd, floor)')
+    if max_value is not None and max_value < 0:
+        raise unsupported(layer, argument, f'quantized_po2 max_value={max_value!r} must be non-negative')
+    effect = bits - 1 - (0 if max_value is not None and max_value <= 1 else 1)  # _get_min_max_exponents
+    min_exp, max_exp = -2 ** effect, 2 ** effect - 1
+    if quad:
+        max_exp = 2 * (max_exp // 2)
+    x = np.asarray(x, np.float32)
+    a = np.abs(x)
+    v = np.where(a < _EPS, _EPS, a).astype(np.float64)
+    if max_value is not None:
+        v = np.where(v >= np.float32(max_value), np.float64(np.float32(max_value)), v)
+    t = np.log2(np.sqrt(v)) if quad else np.log2(v)
+    boundary = np.floor(t) + (0.0 if mode == 'floor' else 0.5)
+    near = (np.abs(t - boundary) < _LOG2_MARGIN) | (np.abs(t - boundary - 1) < _LOG2_MARGIN)
+    near &= a >= _EPS
+    if np.any(near):
+        raise QKerasImportError(f'{layer}: {argument}: {int(near.sum())} weight(s) lie within {_LOG2_MARGIN} of a '
+                                'quantized_po2 rounding boundary in log2; QKeras decides them with a float32 log '
+                                'that cannot be reproduced without TensorFlow, so this import would have to guess')
+    e = np.floor(t) if mode == 'floor' else np.round(t)
+    e = (2.0 if quad else 1.0) * np.clip(e, min_exp, max_exp)
+    e = np.where(a < _EPS, float(min_exp), e)
+    sign = np.where(x < 0, -1.0, 1.0)
+    return sign * np.exp2(e)
