@@ -326,3 +326,16 @@ def test_po2_weight_on_a_rounding_boundary_is_refused() -> None:
 
     with pytest.raises(QKerasImportError, match='within 1e-05 of a quantized_po2 rounding boundary'):
         quantize_po2_weights('d', 'kernel_quantizer', 'quantized_po2(4)', np.float32([np.sqrt(2.0), 0.3]))
+
+
+@pytest.mark.parametrize('stem', ['keras2_cnn2d_b6', 'keras3_branch_b6'])
+def test_cli_import_of_a_fixture_reloads_exactly(tmp_path, stem: str) -> None:
+    """`hgq import-qkeras` writes a checkpoint that reloads (pooling, Add, Concatenate, fixed quantizers) and
+    still computes the QKeras outputs."""
+    from hgq.cli import main
+    from hgq.workflow.files import load_checkpoint
+
+    x, y, _ = load_reference(stem)
+    assert main(['import-qkeras', str(_model_file(stem)), str(tmp_path / 'm.keras')]) == 0
+    got = np.asarray(load_checkpoint(tmp_path / 'm.keras')(x[:2000], training=False))
+    assert int(np.sum(got != y[:2000])) == 0

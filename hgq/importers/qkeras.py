@@ -295,8 +295,8 @@ def _weighted(cls: str, name: str, cfg: dict[str, Any], x: Any, span: Span | Non
         padding = cfg.get('padding', 'valid')
         if padding not in ('valid', 'same'):
             raise _refuse_layer(name, cls, f'with padding={padding!r} is not supported (valid, same)')
-        layer = conv(int(cfg['filters']), tuple(np.atleast_1d(cfg['kernel_size']).tolist())[:rank] or 1,
-                     strides=tuple(int(s) for s in np.atleast_1d(cfg.get('strides', 1))), padding=padding, **common)
+        layer = conv(int(cfg['filters']), _ints(cfg['kernel_size'], rank), strides=_ints(cfg.get('strides', 1), rank),
+                     padding=padding, **common)
     y = layer(x)
     pending.append((layer, qk, qb))
     out = _sum_span(span, qk, qb, pad=cls.startswith('QConv') and cfg.get('padding') == 'same')
@@ -306,6 +306,12 @@ def _weighted(cls: str, name: str, cfg: dict[str, Any], x: Any, span: Span | Non
                       'computes them in float32, so its outputs may be rounded where the imported model is exact',
                       stacklevel=2)
     return _activation(name, cfg.get('activation'), y, out, standalone=False)
+
+
+def _ints(value: Any, rank: int) -> tuple[int, ...]:
+    """A Keras size argument (int or list) as `rank` ints."""
+    t = tuple(int(v) for v in np.atleast_1d(value))
+    return t * rank if len(t) == 1 else t
 
 
 def _sum_span(span: Span, kernel: np.ndarray, bias: np.ndarray | None, pad: bool) -> Span:
@@ -378,11 +384,8 @@ def _pooling(cls: str, name: str, cfg: dict[str, Any], x: Any, span: Span | None
 
     _channels_last(name, cls, cfg)
     rank = 1 if cls.endswith('1D') else 2
-    pool = tuple(int(p) for p in np.atleast_1d(cfg.get('pool_size', 2)))
-    pool = pool * rank if len(pool) == 1 else pool
-    strides = cfg.get('strides')
-    strides = pool if strides is None else tuple(int(s) for s in np.atleast_1d(strides))
-    strides = strides * rank if len(strides) == 1 else strides
+    pool = _ints(cfg.get('pool_size', 2), rank)
+    strides = pool if cfg.get('strides') is None else _ints(cfg['strides'], rank)
     padding = cfg.get('padding', 'valid')
     args = dict(pool_size=pool, strides=strides, padding=padding, name=name)
     if cls.startswith('Max'):
