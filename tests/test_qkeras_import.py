@@ -339,3 +339,22 @@ def test_cli_import_of_a_fixture_reloads_exactly(tmp_path, stem: str) -> None:
     assert main(['import-qkeras', str(_model_file(stem)), str(tmp_path / 'm.keras')]) == 0
     got = np.asarray(load_checkpoint(tmp_path / 'm.keras')(x[:2000], training=False))
     assert int(np.sum(got != y[:2000])) == 0
+
+
+def test_raw_input_into_qdense_with_a_given_input_format(tmp_path) -> None:
+    """Many QKeras models feed the float input straight into a QDense; with the input's fixed-point format
+    given, the import is exact on that grid (QKeras multiplies the same numbers)."""
+    rng = np.random.default_rng(5)
+    kernel, bias = rng.normal(size=(4, 3)), rng.normal(size=3)
+    layers = [{'class_name': 'InputLayer', 'config': {'name': 'in', 'batch_input_shape': [None, 4]}},
+              {'class_name': 'QDense', 'config': {'name': 'd', 'units': 3, 'activation': 'quantized_relu(6,2)',
+                                                  'kernel_quantizer': 'quantized_bits(6,0,alpha=1)',
+                                                  'bias_quantizer': 'quantized_bits(6,0,alpha=1)'}}]
+    _write_h5(tmp_path / 'm.h5', layers, {'d': [kernel, bias]})
+    model = import_qkeras(tmp_path / 'm.h5', input_format=(1, 3, 4))
+    x = (rng.integers(-128, 128, (512, 4)) / 16).astype('float32')  # on the ap_fixed<8,4> grid
+    y = x.astype(np.float64) @ _qkeras_bits(kernel, 6, 0) + _qkeras_bits(bias, 6, 0)
+    ref = _qkeras_bits(np.maximum(y, 0), 6, 2, keep_negative=0)
+    assert int(np.sum(np.asarray(model(x)) != ref)) == 0
+    with pytest.raises(QKerasImportError, match='input_format'):
+        import_qkeras(tmp_path / 'm.h5', input_format=(2, 3, 4))

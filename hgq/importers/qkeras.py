@@ -109,9 +109,22 @@ def _endpoints(config: dict[str, Any], key: str) -> list[str] | None:
     return [e[0] for e in ends]
 
 
-def build_model(config: dict[str, Any], weights: dict[str, Weights], kind: str = 'keras') -> Any:
-    """The hgq Keras 3 model computing what the QKeras model computes."""
+def build_model(config: dict[str, Any], weights: dict[str, Weights], kind: str = 'keras',
+                input_format: tuple[int, int, int] | None = None) -> Any:
+    """The hgq Keras 3 model computing what the QKeras model computes.
+
+    input_format: (k, i, f) of the model inputs, for models that feed the raw input into a QDense/QConv
+    (QKeras multiplies the float input; the hardware receives fixed-point words). The import is then exact
+    for inputs on that grid; the first layer's input quantizer truncates and wraps others (ap_fixed default).
+    """
     import keras
+
+    in_span = None
+    if input_format is not None:
+        k, i, f = (int(v) for v in input_format)
+        if k not in (0, 1) or k + i + f < 1:
+            raise QKerasImportError(f'input_format={input_format!r} is not a (k, i, f) fixed-point format')
+        in_span = Span.of_format(k, i, f)
 
     tensors: dict[str, tuple[Any, Span | None]] = {}
     inputs: dict[str, Any] = {}
@@ -123,7 +136,7 @@ def build_model(config: dict[str, Any], weights: dict[str, Weights], kind: str =
         if cls == 'InputLayer':
             shape = cfg.get('batch_input_shape') or cfg.get('batch_shape')
             inputs[name] = keras.Input(shape=tuple(shape[1:]), name=name)
-            tensors[name] = (inputs[name], None)
+            tensors[name] = (inputs[name], in_span)
             previous = name
             continue
         sources = _inbound(spec, previous)
@@ -132,7 +145,7 @@ def build_model(config: dict[str, Any], weights: dict[str, Weights], kind: str =
             if shape is None:
                 raise QKerasImportError(f'{name}: the model has no input shape')
             inputs[f'{name}_input'] = keras.Input(shape=tuple(shape[1:]))
-            tensors[f'{name}_input'] = (inputs[f'{name}_input'], None)
+            tensors[f'{name}_input'] = (inputs[f'{name}_input'], in_span)
             sources = [f'{name}_input']
         missing = [s for s in sources if s not in tensors]
         if missing:
@@ -263,8 +276,9 @@ def _weighted(cls: str, name: str, cfg: dict[str, Any], x: Any, span: Span | Non
     from hgq.quantizers.hgq_quantizer import FixedQuantizer
 
     if span is None:
-        raise QKerasImportError(f'{name}: its input is not quantized (put a QActivation with quantized_bits '
-                                'before it); hgq layers need fixed-point inputs')
+        raise QKerasImportError(f'{name}: its input is not quantized; hgq layers need fixed-point inputs: put a '
+                                'QActivation with quantized_bits before it, or give the input format '
+                                '(import_qkeras(..., input_format=(k, i, f)))')
     _channels_last(name, cls, cfg)
     if 'kernel' not in w:
         raise QKerasImportError(f'{name}: no kernel weights found in the file')
@@ -404,7 +418,8 @@ def _pooling(cls: str, name: str, cfg: dict[str, Any], x: Any, span: Span | None
     return layer(x), out
 
 
-def import_qkeras(path: str | Path) -> Any:
-    """Read a QKeras `.h5`/`.keras` file and return the equivalent hgq model."""
+def import_qkeras(path: str | Path, input_format: tuple[int, int, int] | None = None) -> Any:
+    """Read a QKeras `.h5`/`.keras` file and return the equivalent hgq model (see build_model for
+    input_format, needed when the raw input feeds a weighted layer)."""
     config, weights, kind = read_qkeras_file(path)
-    return build_model(config, weights, kind)
+    return build_model(config, weights, kind, input_format)
