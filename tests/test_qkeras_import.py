@@ -270,7 +270,7 @@ def test_unsupported_layer_arguments_are_refused(tmp_path, shape, layer, match) 
         import_qkeras(tmp_path / 'm.h5')
 
 
-def _write_bn_h5(path, layers, weights) -> None:
+def _write_bn_h5(path, layers, weights, variance: float = 1.0) -> None:
     """Like _write_h5, plus unit batch-norm statistics (gamma, beta, moving mean/variance) per layer."""
     with h5py.File(path, 'w') as h:
         h.attrs['model_config'] = json.dumps({'class_name': 'Sequential', 'config': {'layers': layers}})
@@ -280,7 +280,7 @@ def _write_bn_h5(path, layers, weights) -> None:
             n = kernel.shape[-1]
             arrays = {'kernel': kernel, 'bias': bias, 'batch_normalization/gamma': np.ones(n),
                       'batch_normalization/beta': np.zeros(n), 'batch_normalization/moving_mean': np.zeros(n),
-                      'batch_normalization/moving_variance': np.ones(n)}
+                      'batch_normalization/moving_variance': np.full(n, variance)}
             names = [f'{name}/{k}:0' for k in arrays]
             lg.attrs['weight_names'] = [s.encode() for s in names]
             for s, a in zip(names, arrays.values()):
@@ -358,3 +358,31 @@ def test_raw_input_into_qdense_with_a_given_input_format(tmp_path) -> None:
     assert int(np.sum(np.asarray(model(x)) != ref)) == 0
     with pytest.raises(QKerasImportError, match='input_format'):
         import_qkeras(tmp_path / 'm.h5', input_format=(2, 3, 4))
+
+
+def test_batchnorm_fold_on_a_rounding_tie_is_refused(tmp_path) -> None:
+    """γ=1, σ²+ε=1 exactly: the folded kernel 1/16 is a tie of quantized_bits(4,0); QKeras' float32 fold
+    (rsqrt, possibly fused) could land on either side, so the import must refuse rather than guess."""
+    layers = [{'class_name': 'InputLayer', 'config': {'name': 'in', 'batch_input_shape': [None, 2]}}, _QIN,
+              {'class_name': 'QDenseBatchnorm', 'config': {
+                  'name': 'd', 'units': 2, 'epsilon': 0.25, 'kernel_quantizer': 'quantized_bits(4,0,alpha=1)',
+                  'bias_quantizer': 'quantized_bits(6,2,alpha=1)'}}]
+    kernel = np.array([[0.0625, 0.3], [0.2, -0.4]])
+    _write_bn_h5(tmp_path / 'm.h5', layers, {'d': [kernel, np.zeros(2)]}, variance=0.75)
+    with pytest.raises(QKerasImportError, match='d: kernel_quantizer: a folded batch-norm weight lies within 2'):
+        import_qkeras(tmp_path / 'm.h5')
+    kernel[0, 0] = 0.07  # clear of the tie: imports, kernel = quantized fold
+    _write_bn_h5(tmp_path / 'n.h5', layers, {'d': [kernel, np.zeros(2)]}, variance=0.75)
+    got = np.asarray(import_qkeras(tmp_path / 'n.h5').get_layer('d').kernel)
+    assert int(np.sum(got != _qkeras_bits(kernel.astype(np.float32), 4, 0))) == 0
+
+
+def test_sums_wider_than_float32_are_reported(tmp_path) -> None:
+    """16-bit inputs × 16-bit weights over 4 terms need > 24 bits: QKeras' float32 sums may round there."""
+    layers = [{'class_name': 'InputLayer', 'config': {'name': 'in', 'batch_input_shape': [None, 4]}},
+              {'class_name': 'QActivation', 'config': {'name': 'qin', 'activation': 'quantized_bits(16,5,alpha=1)'}},
+              {'class_name': 'QDense', 'config': {'name': 'd', 'units': 2, 'kernel_quantizer': 'quantized_bits(16,0)',
+                                                  'bias_quantizer': 'quantized_bits(16,0)'}}]
+    _write_h5(tmp_path / 'm.h5', layers, {'d': [np.full((4, 2), 0.3), np.zeros(2)]})
+    with pytest.warns(UserWarning, match='d: its sums need .* bits, more than float32 holds'):
+        import_qkeras(tmp_path / 'm.h5')

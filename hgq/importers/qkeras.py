@@ -109,7 +109,7 @@ def _endpoints(config: dict[str, Any], key: str) -> list[str] | None:
     return [e[0] for e in ends]
 
 
-def build_model(config: dict[str, Any], weights: dict[str, Weights], kind: str = 'keras',
+def build_model(config: dict[str, Any], weights: dict[str, Weights],
                 input_format: tuple[int, int, int] | None = None) -> Any:
     """The hgq Keras 3 model computing what the QKeras model computes.
 
@@ -151,7 +151,7 @@ def build_model(config: dict[str, Any], weights: dict[str, Weights], kind: str =
         if missing:
             raise QKerasImportError(f'{name}: its input layer(s) {missing} are not defined before it')
         ins = [tensors[s] for s in sources]
-        tensors[name] = _layer(cls, name, cfg, ins, weights.get(name, {}), kind, pending)
+        tensors[name] = _layer(cls, name, cfg, ins, weights.get(name, {}), pending)
         previous = name
     if not inputs:
         raise QKerasImportError('model has no layers')
@@ -177,12 +177,12 @@ def _one(name: str, cls: str, ins: list[tuple[Any, Span | None]]) -> tuple[Any, 
     return ins[0]
 
 
-def _layer(cls: str, name: str, cfg: dict[str, Any], ins: list[tuple[Any, Span | None]], w: Weights, kind: str,
+def _layer(cls: str, name: str, cfg: dict[str, Any], ins: list[tuple[Any, Span | None]], w: Weights,
            pending: list) -> tuple[Any, Span | None]:
     from hgq.layers import QAdd, QConcatenate, QFlatten
 
     if cls in ('QDense', 'QConv1D', 'QConv2D', 'QDenseBatchnorm', 'QConv2DBatchnorm'):
-        return _weighted(cls, name, cfg, *_one(name, cls, ins), w, kind, pending)
+        return _weighted(cls, name, cfg, *_one(name, cls, ins), w, pending)
     if cls in ('QActivation', 'Activation'):
         x, span = _one(name, cls, ins)
         return _activation(name, cfg.get('activation'), x, span, standalone=True)
@@ -269,7 +269,7 @@ def _quantized_weight(name: str, argument: str, spec: Any, values: np.ndarray) -
     return quantize_qkeras_np(values, fmt, alpha), weight_format(fmt, alpha)
 
 
-def _weighted(cls: str, name: str, cfg: dict[str, Any], x: Any, span: Span | None, w: Weights, kind: str,
+def _weighted(cls: str, name: str, cfg: dict[str, Any], x: Any, span: Span | None, w: Weights,
               pending: list) -> tuple[Any, Span | None]:
     """QDense/QConv*/Q*Batchnorm -> the hgq layer with exact quantized (folded) weights, + its activation."""
     from hgq.layers import QConv1D, QConv2D, QDense
@@ -286,7 +286,7 @@ def _weighted(cls: str, name: str, cfg: dict[str, Any], x: Any, span: Span | Non
     use_bias = bool(cfg.get('use_bias', True))
     bias = np.asarray(w['bias'], np.float32) if use_bias and 'bias' in w else None
     if cls.endswith('Batchnorm'):
-        kernel, bias = _fold_batchnorm(name, cfg, kernel, bias, w, kind)
+        kernel, bias = _fold_batchnorm(name, cfg, kernel, bias, w)
     qk, kfmt = _quantized_weight(name, 'kernel_quantizer', cfg.get('kernel_quantizer'), kernel)
     qb, bfmt = (_quantized_weight(name, 'bias_quantizer', cfg.get('bias_quantizer'), bias) if bias is not None
                 else (None, None))
@@ -342,14 +342,14 @@ def _sum_span(span: Span, kernel: np.ndarray, bias: np.ndarray | None, pad: bool
     return Span(lo, hi, f)
 
 
-def _fold_batchnorm(name: str, cfg: dict[str, Any], kernel: np.ndarray, bias: np.ndarray | None, w: Weights,
-                    kind: str) -> tuple[np.ndarray, np.ndarray]:
+def _fold_batchnorm(name: str, cfg: dict[str, Any], kernel: np.ndarray, bias: np.ndarray | None,
+                    w: Weights) -> tuple[np.ndarray, np.ndarray]:
     """The float32 folded kernel and bias QKeras computes in inference (qkeras 0.9 qconv2d_batchnorm.py call;
     qkeras-v3 qdense_batchnorm.py / qconv2d_batchnorm.py call):
         inv = γ / sqrt(σ²_moving + ε);  kernel' = inv · kernel;  bias' = inv · (bias - μ_moving) + β.
     qkeras-v3 computes 1/sqrt (IEEE, so numpy float32 gives the same bits); qkeras 0.9 computes tf.math.rsqrt,
-    which need not be correctly rounded: for `.h5` files every weight must quantize the same for inv within
-    ±2 float32 ulps, else the import refuses rather than guess."""
+    which need not be correctly rounded, and a compiler may fuse the multiply-add. So every folded weight must
+    quantize the same when moved by up to 2 float32 ulps either way; else the import refuses rather than guess."""
     for key in ('scale', 'center'):
         if not cfg.get(key, True):
             raise QKerasImportError(f'{name}: batch norm with {key}=False is not supported (only True)')
@@ -364,30 +364,20 @@ def _fold_batchnorm(name: str, cfg: dict[str, Any], kernel: np.ndarray, bias: np
     gamma, beta, mean, var = (np.asarray(w[r], f32) for r in ('gamma', 'beta', 'moving_mean', 'moving_variance'))
     eps = f32(cfg.get('epsilon', 1e-3))
     b = bias if bias is not None else np.zeros(kernel.shape[-1], f32)
-    inv0 = f32(1) / np.sqrt(var + eps)
-
-    def fold(inv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        inv = (inv * gamma).astype(f32)
-        return (inv * kernel).astype(f32), (inv * (b - mean) + beta).astype(f32)
-
-    kernel_f, bias_f = fold(inv0)
-    if kind == 'h5':
-        qk_spec, qb_spec = cfg.get('kernel_quantizer'), cfg.get('bias_quantizer')
-        want = [_quantized_weight(name, 'kernel_quantizer', qk_spec, kernel_f)[0],
-                _quantized_weight(name, 'bias_quantizer', qb_spec, bias_f)[0]]
-        inv = inv0
+    inv = ((f32(1) / np.sqrt(var + eps)) * gamma).astype(f32)
+    kernel_f = (inv * kernel).astype(f32)
+    bias_f = (inv * (b - mean) + beta).astype(f32)
+    for argument, values in (('kernel_quantizer', kernel_f), ('bias_quantizer', bias_f)):
+        want = _quantized_weight(name, argument, cfg.get(argument), values)[0]
         for direction in (-np.inf, np.inf):
-            inv = inv0
+            moved = values
             for _ in range(2):
-                inv = np.nextafter(inv, f32(direction)).astype(f32)
-                kf, bf = fold(inv)
-                got = [_quantized_weight(name, 'kernel_quantizer', qk_spec, kf)[0],
-                       _quantized_weight(name, 'bias_quantizer', qb_spec, bf)[0]]
-                if any(not np.array_equal(g, h) for g, h in zip(got, want)):
+                moved = np.nextafter(moved, f32(direction)).astype(f32)
+                if not np.array_equal(_quantized_weight(name, argument, cfg.get(argument), moved)[0], want):
                     raise QKerasImportError(
-                        f'{name}: a folded batch-norm weight lies within 2 float32 ulps of a rounding boundary; '
-                        'qkeras 0.9 folds with tf.math.rsqrt, whose last bit cannot be reproduced without '
-                        'TensorFlow, so this import would have to guess')
+                        f'{name}: {argument}: a folded batch-norm weight lies within 2 float32 ulps of a rounding '
+                        'boundary; QKeras folds in float32 (qkeras 0.9 with tf.math.rsqrt), whose last bits '
+                        'cannot be reproduced without TensorFlow, so this import would have to guess')
     if not math.isfinite(float(np.abs(kernel_f).max(initial=0))):
         raise QKerasImportError(f'{name}: the folded batch-norm kernel is not finite')
     return kernel_f, bias_f
@@ -421,5 +411,5 @@ def _pooling(cls: str, name: str, cfg: dict[str, Any], x: Any, span: Span | None
 def import_qkeras(path: str | Path, input_format: tuple[int, int, int] | None = None) -> Any:
     """Read a QKeras `.h5`/`.keras` file and return the equivalent hgq model (see build_model for
     input_format, needed when the raw input feeds a weighted layer)."""
-    config, weights, kind = read_qkeras_file(path)
-    return build_model(config, weights, kind, input_format)
+    config, weights, _ = read_qkeras_file(path)
+    return build_model(config, weights, input_format)
