@@ -194,6 +194,25 @@ def _op_add(node: Node, args: list[Any]) -> FixedTensor:
     return FixedTensor(sum(widen(t.lifted(f_out), bound) for t in args), f_out)
 
 
+def _aligned(t: FixedTensor, rank: int) -> tuple[np.ndarray, np.ndarray]:
+    """Codes (batch first) and f of `t`, with unit axes after the batch so its rank matches `rank` (broadcast)."""
+    shape = t.codes.shape[1:]
+    pad = (1,) * (rank - len(shape))
+    return t.codes.reshape(t.codes.shape[0], *pad, *shape), np.broadcast_to(t.f, shape).reshape(*pad, *shape)
+
+
+def _op_mul(node: Node, args: list[Any]) -> FixedTensor:
+    """Element-wise product of variables (numpy broadcasting): codes multiply, fractional bits add."""
+    rank = len(node.shape)
+    codes, f = _aligned(args[0], rank)
+    for t in args[1:]:
+        c, tf = _aligned(t, rank)
+        bound = max_bits(codes) + max_bits(c)
+        codes = widen(codes, bound) * widen(c, bound)
+        f = f + tf
+    return FixedTensor(np.broadcast_to(codes, (codes.shape[0], *node.shape)), np.broadcast_to(f, node.shape))
+
+
 def _op_concat(node: Node, args: list[Any]) -> FixedTensor:
     axis = node.attrs['axis']
     fs = [np.broadcast_to(t.f, t.codes.shape[1:]) for t in args]
@@ -210,7 +229,7 @@ def _op_reshape(node: Node, args: list[Any]) -> FixedTensor:
 OPS: dict[str, Callable[[Node, list[Any]], Any]] = {
     'input': _op_input, 'quantize': _op_quantize, 'dense': _op_dense, 'conv': _op_conv, 'affine': _op_affine,
     'relu': _op_relu, 'encode': _op_encode, 'decode': _op_decode,
-    'table': _op_table, 'max_pool': _op_max_pool, 'avg_pool': _op_avg_pool, 'add': _op_add,
+    'table': _op_table, 'max_pool': _op_max_pool, 'avg_pool': _op_avg_pool, 'add': _op_add, 'mul': _op_mul,
     'concat': _op_concat, 'reshape': _op_reshape,
 }
 

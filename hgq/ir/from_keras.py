@@ -27,7 +27,7 @@ from .graph import Format, Graph, Node
 
 MAX_TABLE_BITS = 20
 SUPPORTED = ('InputLayer, QQuantize, QDense, QConv1D, QConv2D, Q*BatchNorm, QBatchNormalization, QActivation, '
-             'Q/MaxPooling1D/2D, QAveragePooling1D/2D, Add, Concatenate, Flatten, Reshape, Dropout')
+             'Q/MaxPooling1D/2D, QAveragePooling1D/2D, Add, Multiply, Concatenate, Flatten, Reshape, Dropout')
 
 
 def _np(x: Any) -> np.ndarray:
@@ -182,6 +182,8 @@ def _trace_layer(t: _Tracer, layer: Any, srcs: list[str], in_shape: tuple, out_s
         return _finish_cast(t, desc, y, out_shape, layer.name)
     if isinstance(layer, keras.layers.Add):
         return t.add(layer.name, 'add', srcs, out_shape, layer.name)
+    if isinstance(layer, keras.layers.Multiply):
+        return t.add(layer.name, 'mul', srcs, out_shape, layer.name)
     if isinstance(layer, keras.layers.Concatenate):
         axis = layer.axis if layer.axis >= 0 else len(out_shape) + layer.axis + 1
         return t.add(layer.name, 'concat', srcs, out_shape, layer.name, axis=axis - 1)
