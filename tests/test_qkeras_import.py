@@ -249,6 +249,11 @@ _QIN = {'class_name': 'QActivation', 'config': {'name': 'qin', 'activation': 'qu
      'a: activation: quantized_po2 is supported on weights only'),
     ([None, 4], {'class_name': 'QActivation', 'config': {'name': 'a', 'activation': 'quantized_ulaw(8,0)'}},
      r'a: activation: quantized_ulaw is not supported \(its levels are float32 logarithms'),
+    ([None, 4, 4, 2], {'class_name': 'QAveragePooling2D', 'config': {
+        'name': 'p', 'pool_size': [2, 2], 'average_quantizer': 'quantized_bits(2,0,alpha=1)'}},
+     r'p: average_quantizer gives 1/pool_area = 0.0, not 0.25'),
+    ([None, 4], {'class_name': 'ReLU', 'config': {'name': 'r', 'max_value': 6.0}},
+     'r: layer ReLU with max_value'),
     ([None, 4], {'class_name': 'Activation', 'config': {'name': 's', 'activation': 'softmax'}},
      "s: activation 'softmax' is not supported"),
     ([None, 4], {'class_name': 'QDenseBatchnorm', 'config': {

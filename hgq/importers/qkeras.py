@@ -40,8 +40,8 @@ __all__ = ['QKerasImportError', 'SUPPORTED_LAYERS', 'SUPPORTED_QUANTIZERS', 'bui
 
 SUPPORTED_LAYERS = ('InputLayer', 'QActivation', 'Activation(relu|linear)', 'QDense', 'QConv1D', 'QConv2D',
                     'QDenseBatchnorm', 'QConv2DBatchnorm', 'MaxPooling1D', 'MaxPooling2D',
-                    'AveragePooling1D/2D (valid, power-of-two pool area)', 'Add', 'Concatenate', 'Flatten',
-                    'Dropout')
+                    'AveragePooling1D/2D and QAveragePooling2D (valid, power-of-two pool area)', 'Add',
+                    'Concatenate', 'Flatten', 'Reshape', 'ReLU', 'Dropout')
 
 FLOAT32_MANTISSA = 24
 
@@ -188,6 +188,18 @@ def _layer(cls: str, name: str, cfg: dict[str, Any], ins: list[tuple[Any, Span |
         return _activation(name, cfg.get('activation'), x, span, standalone=True)
     if cls in ('MaxPooling1D', 'MaxPooling2D', 'AveragePooling1D', 'AveragePooling2D'):
         return _pooling(cls, name, cfg, *_one(name, cls, ins))
+    if cls == 'QAveragePooling2D':
+        return _qaverage_pooling(name, cfg, *_one(name, cls, ins))
+    if cls == 'ReLU':
+        x, span = _one(name, cls, ins)
+        if cfg.get('max_value') is not None or cfg.get('negative_slope', 0) or cfg.get('threshold', 0):
+            raise _refuse_layer(name, cls, 'with max_value/negative_slope/threshold is not supported (plain relu only)')
+        return _activation(name, 'relu', x, span, standalone=True)
+    if cls == 'Reshape':
+        from hgq.layers import QReshape
+
+        x, span = _one(name, cls, ins)
+        return QReshape(tuple(cfg['target_shape']), name=name)(x), span
     if cls == 'Flatten':
         x, span = _one(name, cls, ins)
         _channels_last(name, cls, cfg)
@@ -406,6 +418,25 @@ def _pooling(cls: str, name: str, cfg: dict[str, Any], x: Any, span: Span | None
     layer = (QAveragePooling1D if rank == 1 else QAveragePooling2D)(
         output_quantizer=_identity(out, 'activation', f'{name}_output_quantizer'), **args)
     return layer(x), out
+
+
+def _qaverage_pooling(name: str, cfg: dict[str, Any], x: Any, span: Span | None) -> tuple[Any, Span | None]:
+    """QKeras QAveragePooling2D (q2 qpooling.py:52-86, q3 qpooling.py:57-109): the mean of the window times
+    pool_area times average_quantizer(1/pool_area), then `activation`. That is the plain mean exactly when the
+    quantizer keeps 1/pool_area (a power of two) unchanged; anything else scales the sum and is refused."""
+    pool = _ints(cfg.get('pool_size', 2), 2)
+    area = int(np.prod(pool))
+    spec = cfg.get('average_quantizer')
+    if spec is not None:
+        q = qkeras_quantizer(name, 'average_quantizer', spec)
+        assert q is not None
+        c = float(quantize_qkeras_np(np.array(1.0 / area), *q))
+        if c != 1.0 / area:
+            raise QKerasImportError(f'{name}: average_quantizer gives 1/pool_area = {c}, not {1.0 / area}: the layer '
+                                    'then scales the window sum instead of averaging; not supported (use enough bits '
+                                    'for 1/pool_area)')
+    y, out = _pooling('AveragePooling2D', name, cfg, x, span)
+    return _activation(name, cfg.get('activation'), y, out, standalone=False)
 
 
 def import_qkeras(path: str | Path, input_format: tuple[int, int, int] | None = None) -> Any:
