@@ -5,8 +5,9 @@ non-trainable hgq quantizer computing the same values (docs/qkeras.md, docs/qker
 How it stays exact:
 - activation quantizers (QActivation, a Q layer's `activation=`) become FixedQuantizer(k, i, f,
   RND_CONV, SAT or SAT_SYM), what QKeras computes (round half to even, then clip);
-- weights are quantized here, once, in float64 (exact), including power-of-two alpha and the batch-norm
-  folding of QDenseBatchnorm/QConv2DBatchnorm (computed in float32 in QKeras' own operation order);
+- weights are quantized here, once, in float64 (exact), including power-of-two alpha, quantized_po2 and the
+  batch-norm folding of QDenseBatchnorm/QConv2DBatchnorm (computed in float32 in QKeras' own operation
+  order); where QKeras' float32 last bits could change a rounding decision, the import refuses;
 - every tensor carries an exact value range and step (a Span); a Dense/Conv input quantizer is then a
   covering format, the identity on its input (TRN/WRAP, no rounding or overflow can occur).
 QKeras computes in float32: its sums are exact while every accumulator fits 24 bits; a wider one is
@@ -255,7 +256,8 @@ def _activation(name: str, act: Any, x: Any, span: Span | None, standalone: bool
     if act == 'relu':
         out = None if span is None else Span(max(span.lo, 0.0), max(span.hi, 0.0), span.f)
         return QActivation('relu', name=lname)(x), out
-    if isinstance(act, str) and '(' not in act and act not in ('quantized_bits', 'quantized_relu'):
+    if isinstance(act, str) and not act.strip().startswith(('quantized_', 'binary', 'ternary', 'stochastic_',
+                                                              'bernoulli')):
         raise QKerasImportError(f'{name}: activation {act!r} is not supported (not exact in fixed point; softmax, '
                                 'sigmoid and tanh are float functions in QKeras); supported: linear, relu, '
                                 f'{"; ".join(SUPPORTED_QUANTIZERS)}')

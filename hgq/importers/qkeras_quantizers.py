@@ -8,6 +8,7 @@ k=keep_negative, i=integer, f=bits-k-integer, RND_CONV, SAT (SAT_SYM if symmetri
 alpha (scalar or one per output channel) scales the *rounded* value: weights then lie on the grid of
 f - log2(min alpha) and within 2^(i + log2(max alpha)); they are quantized here, once, in float64, which
 is exact. `quantized_relu(bits, integer)` is k=0 of the same (round, then clip to [0, 2^i - 2^-f]).
+`quantized_po2` (weights only) rounds log2|x|: see quantize_po2_weights.
 """
 
 from __future__ import annotations
