@@ -85,7 +85,7 @@ def export_hls4ml(graph: Graph, output_dir: str | os.PathLike, backend: str = 'V
                                                backend=BACKENDS[key], part=part, clock_period=clock_period,
                                                io_type=io_type)
     config['HLSConfig'] = _hls_config(built, reuse_factor, strategy)
-    if any(layer['class_name'] in ('HGQEncode', 'HGQDecode') for layer in built.layers):
+    if any(layer['class_name'].startswith('HGQ') for layer in built.layers):
         register_indexed_layers()
     model = ModelGraph.from_layer_list(config, built.layers, inputs=built.inputs, outputs=built.outputs)
     check_types(model, built)

@@ -35,6 +35,7 @@ from ..ir.graph import Format, Graph, Node
 from ..ir.ports import input_port
 from ..ir.ranges import Range, exact_ranges
 from ..quantizers.fixed_point import quantize_np
+from ..quantizers.indexed import exact_fraction_bits
 from . import hls4ml_types as T
 from .hls4ml_types import FixedType
 
@@ -42,7 +43,7 @@ MAX_TABLE_INDEX_BITS = 20
 EXACT_TABLE_MAX_WIDTH = 64
 
 SUPPORTED_OPS = ('input', 'quantize', 'dense', 'conv', 'affine', 'relu', 'encode', 'decode', 'table', 'max_pool',
-                 'avg_pool', 'add', 'mul', 'concat', 'reshape')
+                 'avg_pool', 'add', 'mul', 'scaled_encode', 'concat', 'reshape')
 
 
 @dataclass
@@ -366,6 +367,8 @@ class Converter:
     def op_mul(self, node: Node) -> Tensor:
         """Variable × variable: hls4ml's Merge multiply, its result type holding the exact product."""
         args = [self.tensors[n] for n in node.inputs]
+        if len(args) == 2 and args[0].range.shape == tuple(node.shape) and int(np.prod(args[1].range.shape)) == 1:
+            return self.scale_by_scalar(node, args[0], args[1])
         if any(a.range.shape != tuple(node.shape) for a in args):
             raise NotImplementedError(f'{T.node_source(node)}: hls4ml multiplies tensors of one shape only; got '
                                       f'{[a.range.shape for a in args]} for {tuple(node.shape)} (broadcasting is '
@@ -379,6 +382,31 @@ class Converter:
                               'inputs': [acc.layer, b.layer], 'output_shape': list(node.shape)}, result=t)
             acc = Tensor(name, t, rng, True)
         return acc
+
+    def scale_by_scalar(self, node: Node, x: Tensor, beta: Tensor) -> Tensor:
+        """x·β with one β per sample (ASQ's step): our HGQScale layer, its result type holding the exact product."""
+        self.require_parallel(node, 'a product with a per-sample scalar')
+        rng = self.ranges[node.name]
+        out_t = T.container(rng)
+        name = self.emit({'name': self.name(node.name), 'class_name': 'HGQScale', 'inputs': [x.layer, beta.layer],
+                          'n_in': int(np.prod(node.shape))}, result=out_t)
+        return Tensor(name, out_t, rng, True)
+
+    def op_scaled_encode(self, node: Node) -> Tensor:
+        """code·2^e, code = offset + #{j : x >= c_j·β}: our HGQScaledEncode layer (exact ap_fixed products)."""
+        self.require_parallel(node, 'an adaptive-step quantizer (ASQ)')
+        x, beta = self.arg(node, 0), self.arg(node, 1)
+        c = np.asarray(node.attrs['coefficients'], np.float64)
+        c_type = T.container(R.constant_range(c, np.full(c.shape, max(int(exact_fraction_bits(c)), 0))))
+        rng = self.ranges[node.name]
+        out_t = T.container(rng)
+        offset, n = int(node.attrs['offset']), len(c)
+        code_bits = max(abs(offset), abs(offset + n)).bit_length() + 2
+        name = self.emit({'name': self.name(node.name), 'class_name': 'HGQScaledEncode',
+                          'inputs': [x.layer, beta.layer], 'n_in': int(np.prod(node.shape)), 'n_thresholds': n,
+                          'offset': offset, 'step_exponent': int(node.attrs['step_exponent']),
+                          'code_bits': code_bits, 'coefficients_data': c}, coefficients=c_type, result=out_t)
+        return Tensor(name, out_t, rng)
 
     def op_concat(self, node: Node) -> Tensor:
         args = [self.tensors[n] for n in node.inputs]

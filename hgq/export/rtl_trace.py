@@ -482,6 +482,21 @@ def _op_encode(node: Node, args: list[Any]) -> Any:
     return _fva(_with_zero_consts(out, x), x)
 
 
+def _op_scaled_encode(node: Node, args: list[Any]) -> Any:
+    """code·2^e, code = offset + #{j : x >= c_j·β}: n constant products of the one β, then a comparison per
+    element and threshold (the sign of x - c_j·β), summed; the power of two is a free shift."""
+    x, beta = _raw(args[0]), _raw(args[1]).ravel()[0]
+    scale = 2.0 ** int(node.attrs['step_exponent'])
+    thresholds = [beta * float(c) for c in node.attrs['coefficients']]
+    out = np.empty(node.shape, dtype=object)
+    for idx in np.ndindex(node.shape):
+        y: Any = float(node.attrs['offset'])
+        for t in thresholds:
+            y = (x[idx] >= t) + y
+        out[idx] = y * scale
+    return _fva(_with_zero_consts(out, args[0]), args[0])
+
+
 def _op_decode(node: Node, args: list[Any]) -> Any:
     """Level per element: a ROM over the indices the element can take."""
     x = args[0]
@@ -570,7 +585,7 @@ OPS: dict[str, Callable[[Node, list[Any]], Any]] = {
     'quantize': _op_quantize, 'dense': _op_dense, 'conv': _op_conv, 'affine': _op_affine, 'relu': _op_relu,
     'encode': _op_encode, 'decode': _op_decode,
     'table': _op_table, 'max_pool': _op_max_pool, 'avg_pool': _op_avg_pool, 'add': _op_add, 'mul': _op_mul,
-    'concat': _op_concat,
+    'scaled_encode': _op_scaled_encode, 'concat': _op_concat,
     'reshape': _op_reshape,
 }
 

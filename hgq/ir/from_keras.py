@@ -19,6 +19,7 @@ from ..layers import (
     QQuantize,
 )
 from ..layers.linear import QConvBase, QDense, QLinearBase
+from ..quantizers.adaptive import AdaptiveStepFormat
 from ..quantizers.base import Quantizer
 from ..quantizers.fixed_point import FixedFormat
 from ..quantizers.indexed import Description, IndexedFormat
@@ -57,6 +58,8 @@ class _Tracer:
             return self.lower_indexed(desc, src, shape, source, suffix)
         if isinstance(desc, FixedFormat):
             return self.add(f'{source}_{suffix}', 'quantize', [src], shape, source, **_cast_attrs(desc, shape))
+        if isinstance(desc, AdaptiveStepFormat):
+            return self.lower_adaptive(desc, src, shape, source, suffix)
         raise TypeError(f'{source}: the quantizer described itself as {type(desc).__name__}; the IR lowers '
                         'FixedFormat and IndexedFormat descriptions only')
 
@@ -73,6 +76,17 @@ class _Tracer:
                          index_bits=desc.index_bits)
         return self.add(f'{source}_{suffix}', 'decode', [index], shape, source, levels=levels,
                         fmt=Format.of(lf.k, lf.i, lf.f, shape))
+
+    def lower_adaptive(self, desc: AdaptiveStepFormat, src: str, shape: tuple[int, ...], source: str,
+                       suffix: str) -> str:
+        """adapter layers -> β (1,); scaled_encode(x, β) = code·2^e; mul(code·2^e, β) = x̂."""
+        beta = src
+        for layer, in_shape, out_shape in desc.adapter:
+            beta = _trace_layer(self, layer, [beta], in_shape, out_shape)
+        code = self.add(f'{source}_{suffix}_code', 'scaled_encode', [src, beta], shape, source,
+                        coefficients=np.asarray(desc.coefficients, dtype=np.float64), offset=int(desc.offset),
+                        step_exponent=int(desc.step_exponent))
+        return self.add(f'{source}_{suffix}', 'mul', [code, beta], shape, source)
 
     def weights(self, q: Quantizer, values: Any) -> tuple[np.ndarray, Format]:
         """Quantized constant exactly as Keras uses it in inference, and its per-element format."""

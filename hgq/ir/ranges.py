@@ -394,6 +394,15 @@ def _r_encode(node: Node, ins: list[Range | None]) -> Range:
     return Range(_ints(idx_lo), _ints(idx_hi), 0, np.where(idx_hi > 0, 0, NO_F).astype(np.int64))
 
 
+def _r_scaled_encode(node: Node, ins: list[Range | None]) -> Range:
+    """code·2^e for code in [offset, offset + n] (any β: the count of thresholds passed is all it bounds)."""
+    e, offset, n = int(node.attrs['step_exponent']), int(node.attrs['offset']), len(node.attrs['coefficients'])
+    F = max(-e, 0)
+    lo = np.full(node.shape, offset * _pow2(F + e), dtype=object)
+    hi = np.full(node.shape, (offset + n) * _pow2(F + e), dtype=object)
+    return Range(lo, hi, F, np.full(node.shape, -e, dtype=np.int64))
+
+
 def _r_decode(node: Node, ins: list[Range | None]) -> Range:
     """Bounds over the reachable levels, at the levels' own fractional bits."""
     x, levels = ins[0], np.asarray(node.attrs['levels'], np.float64)
@@ -460,7 +469,8 @@ def _r_reshape(node: Node, ins: list[Range | None]) -> Range:
 RANGES: dict[str, Callable[[Node, list[Range | None]], Range]] = {
     'quantize': _r_quantize, 'dense': _r_dense, 'conv': _r_conv, 'affine': _r_affine, 'relu': _r_relu,
     'encode': _r_encode, 'decode': _r_decode, 'table': _r_table, 'max_pool': _r_max_pool,
-    'avg_pool': _r_avg_pool, 'add': _r_add, 'mul': _r_mul, 'concat': _r_concat, 'reshape': _r_reshape,
+    'avg_pool': _r_avg_pool, 'add': _r_add, 'mul': _r_mul,
+    'scaled_encode': _r_scaled_encode, 'concat': _r_concat, 'reshape': _r_reshape,
 }
 
 

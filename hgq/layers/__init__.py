@@ -1,5 +1,6 @@
 """Keras 3 layers with learnable per-element fixed-point formats. Imports only hgq.quantizers."""
 
+from . import asq as _asq  # noqa: F401  (registers scheme "asq")
 from .activation import QActivation, QQuantize
 from .base import QLayer
 from .batchnorm import QBatchNormalization, QConv1DBatchNorm, QConv2DBatchNorm, QDenseBatchNorm
