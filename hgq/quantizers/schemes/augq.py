@@ -84,12 +84,12 @@ class AuGQQuantizer(IntervalTableQuantizer):
         it, the earlier batches are represented by their 2K extreme points only.
         """
         flat = ops.reshape(x, (-1,))
-        lo = ops.minimum(self.lo, ops.min(flat))
-        hi = ops.maximum(self.hi, ops.max(flat))
-        old = ops.concatenate([self.mins, self.maxs])
+        lo = ops.minimum(self.lo.value, ops.min(flat))
+        hi = ops.maximum(self.hi.value, ops.max(flat))
+        old = ops.concatenate([self.mins.value, self.maxs.value])
         old = ops.where(ops.abs(old) < BIG, old, lo)  # unseen slots: a value already in the data (lo)
         mins, maxs = self._interval_extremes(ops.concatenate([flat, old]), lo, hi)
-        return [lo, hi, mins, maxs, self.count + ops.cast(ops.size(flat), 'float32')]
+        return [lo, hi, mins, maxs, self.count.value + ops.cast(ops.size(flat), 'float32')]
 
     def _edges(self, lo: Any, hi: Any) -> tuple[Any, Any, Any]:
         """Snapped lo, hi and the K-1 inner edges."""

@@ -113,7 +113,7 @@ class IntervalTableQuantizer(Quantizer):
     def _set_tables(self, t: Any, lv: Any) -> None:
         self.thresholds.assign(t)
         self.levels.assign(lv)
-        self.ready.assign(ops.ones_like(self.ready))
+        self.ready.assign(1.0)
 
     def call(self, x: Any, training: bool | None = None) -> Any:
         xc = ops.stop_gradient(x)
@@ -128,7 +128,7 @@ class IntervalTableQuantizer(Quantizer):
             if not self.calibrating:  # training tracks the data; calibration writes the table afterwards
                 self._set_tables(t, lv)
         else:
-            t, lv = self.thresholds, self.levels
+            t, lv = self.thresholds.value, self.levels.value
         t = ops.stop_gradient(ops.cast(t, x.dtype))
         lv = ops.stop_gradient(ops.cast(lv, x.dtype))
         q = quantize_with(ops, xc, 1.0, TRAIN_INTEGER_BITS, float(self.level_frac_bits + 1), 'RND', 'SAT')
@@ -142,7 +142,7 @@ class IntervalTableQuantizer(Quantizer):
         the table on its grid, an upper bound of `describe().level_format()` (which also drops trailing
         zero fraction bits). No gradient: the width is not trained.
         """
-        lv = ops.stop_gradient(ops.convert_to_tensor(self.levels))
+        lv = ops.stop_gradient(self.levels.value)
         code = ops.round(ops.max(ops.abs(lv)) * 2.0**self.level_frac_bits)
         sign = ops.cast(ops.min(lv) < 0, 'float32')
         w = ops.ceil(ops.log2(code + 1.0)) + sign
@@ -174,7 +174,7 @@ class IntervalTableQuantizer(Quantizer):
         """PTQ: derive the table from the calibrated statistics (the same keras.ops as training)."""
         if self.role != 'activation' or not self.built or self.unobserved():
             return
-        t, lv = self._tables_from_stats([ops.convert_to_tensor(v) for v in self._stats_variables()])
+        t, lv = self._tables_from_stats([v.value for v in self._stats_variables()])
         self._set_tables(t, lv)
 
     def unobserved(self) -> bool:

@@ -86,8 +86,8 @@ class PWLQQuantizer(IntervalTableQuantizer):
             v.assign(0.0)
 
     def _accumulate(self, x: Any) -> list[Any]:
-        return [ops.maximum(self.abs_max, ops.max(ops.abs(x))), self.total + ops.sum(x),
-                self.total_sq + ops.sum(x * x), self.count + ops.cast(ops.size(x), 'float32')]
+        return [ops.maximum(self.abs_max.value, ops.max(ops.abs(x))), self.total.value + ops.sum(x),
+                self.total_sq.value + ops.sum(x * x), self.count.value + ops.cast(ops.size(x), 'float32')]
 
     def _tables_from_stats(self, stats: list[Any]) -> tuple[Any, Any]:
         abs_max, total, total_sq, count = stats
