@@ -268,8 +268,6 @@ def test_save_load_round_trip(tmp_path: Path, trained: dict):
     loaded = keras.models.load_model(tmp_path / 'm.keras')
     x = x[:2000] * 3
     assert np.array_equal(_np(model(x, training=False)), _np(loaded(x, training=False)))
-    for a, b in zip(ir.from_model(model).nodes, ir.from_model(loaded).nodes, strict=True):
-        assert a.op == b.op
     q = loaded.layers[1].input_quantizer
     assert isinstance(q, PWLQQuantizer) and q.get_config()['bits'] == 3
     assert np.array_equal(q.describe().levels, model.layers[1].input_quantizer.describe().levels)
