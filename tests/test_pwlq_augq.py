@@ -95,10 +95,19 @@ def test_pwlq_search_is_no_worse_than_gaussian_on_laplace_weights():
     assert err['search'] <= err['gaussian'] * 1.02, err
 
 
-@pytest.mark.parametrize('bits', [2, 3])
-def test_pwlq_activation_describe_equals_call_on_a_dense_grid(bits):
+def test_pwlq_activation_search_on_the_histogram_beats_the_gaussian_fit_on_laplace_data():
+    data = np.random.default_rng(6).laplace(size=(64, 32)).astype(np.float32)
+    err = {}
+    for bp in ('gaussian', 'search'):
+        q = _calibrated(PWLQQuantizer(bits=3, breakpoint=bp), data)
+        err[bp] = float(np.sum((q.describe().quantize(data) - data) ** 2))
+    assert err['search'] <= err['gaussian'], err
+
+
+@pytest.mark.parametrize('bits,breakpoint', [(2, 'gaussian'), (3, 'gaussian'), (3, 'search')])
+def test_pwlq_activation_describe_equals_call_on_a_dense_grid(bits, breakpoint):
     data = np.random.default_rng(1).normal(size=(64, 10)) * 1.7
-    q = _calibrated(PWLQQuantizer(bits=bits, name='a'), data)
+    q = _calibrated(PWLQQuantizer(bits=bits, breakpoint=breakpoint, name='a'), data)
     d = q.describe()
     m = d.levels[-1]
     assert m == np.round(np.abs(data.astype(np.float32)).max() / ULP) * ULP
@@ -190,7 +199,6 @@ def test_gradient_is_straight_through():
     (AuGQQuantizer, {'intervals': 2**12, 'bits': 5}, '17-bit index'),
     (PWLQQuantizer, {'bits': 1}, r'bits=1 must be an integer in \[2, 8\]'),
     (PWLQQuantizer, {'breakpoint': 'laplace'}, "breakpoint='laplace' is not valid"),
-    (PWLQQuantizer, {'role': 'activation', 'breakpoint': 'search'}, 'weight slots only'),
     (PWLQQuantizer, {'level_frac_bits': 21}, 'level_frac_bits=21'),
 ])
 def test_clear_errors_name_quantizer_and_argument(cls, kwargs, needle):
@@ -202,8 +210,8 @@ def test_clear_errors_name_quantizer_and_argument(cls, kwargs, needle):
 def test_layer_errors_name_layer_and_argument():
     with pytest.raises(ValueError, match='dense_x_kernel_quantizer: intervals=0'):
         L.QDense(4, name='dense_x', kernel_quantizer={'scheme': 'augq', 'intervals': 0})
-    with pytest.raises(ValueError, match="dense_y_input_quantizer: breakpoint='search'"):
-        L.QDense(4, name='dense_y', input_quantizer={'scheme': 'pwlq', 'breakpoint': 'search'})
+    with pytest.raises(ValueError, match="dense_y_input_quantizer: breakpoint='laplace' is not valid"):
+        L.QDense(4, name='dense_y', input_quantizer={'scheme': 'pwlq', 'breakpoint': 'laplace'})
 
 
 def test_level_set_that_does_not_fit_is_refused():
@@ -235,7 +243,7 @@ def small_cnn() -> keras.Model:
     x = L.QConv2D(4, 3, strides=2, activation='relu', input_quantizer=augq(2, 3, frac=4),
                   kernel_quantizer=pwlq(2, frac=4))(inp)
     x = L.QFlatten()(x)
-    x = L.QDense(5, input_quantizer=pwlq(3, frac=6), kernel_quantizer=augq(2, 2, frac=4))(x)
+    x = L.QDense(5, input_quantizer=pwlq(3, frac=6, breakpoint='search'), kernel_quantizer=augq(2, 2, frac=4))(x)
     return keras.Model(inp, x)
 
 

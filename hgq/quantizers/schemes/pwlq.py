@@ -7,9 +7,10 @@ step (m - p)/(2^(b-1) - 1). A value goes to its region first (|x| >= p: tail), t
 level of that region. That is 2^b - 1 centre levels + 2·2^(b-1) tail levels = 2^(b+1) - 1 levels, a
 (b+1)-bit index: b bits per region plus the region bit the paper counts separately.
 
-Breakpoint: 'gaussian' uses the paper's fit p/σ = ln(0.8614·m/σ + 0.6079); 'search' (weights only)
-a coarse-to-fine grid over p/m minimizing the squared error. p, m and every level are snapped to
-2^-level_frac_bits and written to variables (see interval_table.py); docs/quantizers.md "## PWLQ".
+Breakpoint: 'gaussian' uses the paper's fit p/σ = ln(0.8614·m/σ + 0.6079); 'search' a coarse-to-fine
+grid over p/m minimizing the squared error (activations: on a histogram of |x| from calibration).
+p, m and every level are snapped to 2^-level_frac_bits and written to variables (see
+interval_table.py); docs/quantizers.md "## PWLQ".
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ BREAKPOINTS = ('gaussian', 'search')
 GAUSS_COEF, GAUSS_OFFSET = 0.86143114, 0.607901097496529  # the paper's linear fit for Gaussian data
 COARSE = [0.05 * k for k in range(1, 20)]  # p/m candidates, then a finer pass around the best one
 FINE = [0.005 * k for k in range(-9, 10)]
+HIST_LOG2_LO, HIST_PER_OCTAVE, HIST_BINS = -12.0, 8, 8 * 24  # activations' |x| histogram: 2^-12 .. 2^12
 
 
 def _float_pwlq(x: Any, p: Any, m: Any, bits: int) -> Any:
@@ -46,7 +48,7 @@ class PWLQQuantizer(IntervalTableQuantizer):
     Args:
         bits: b in [2, 8]: the centre's signed width; each tail has b-1 bits.
         breakpoint: 'gaussian' (the paper's closed form from m and σ) or 'search' (grid search on
-            the weights; weight slots only, activations keep statistics, not the data).
+            the weights; for activations on a log-spaced histogram of |x| kept by calibration).
         level_frac_bits: F; levels on the grid 2^-F, the input compared on 2^-(F+1).
     """
 
@@ -58,9 +60,6 @@ class PWLQQuantizer(IntervalTableQuantizer):
         self.n_bits = check_int(self.name, 'bits', bits, 2, 8, ' (the tails need b-1 >= 1 bits)')
         if breakpoint not in BREAKPOINTS:
             raise ValueError(f'{self.name}: breakpoint={breakpoint!r} is not valid; use one of {BREAKPOINTS}')
-        if breakpoint == 'search' and self.role != 'weight':
-            raise ValueError(f'{self.name}: breakpoint=\'search\' needs the whole tensor, so it serves weight slots '
-                             "only; use breakpoint='gaussian' in activation slots")
         self.breakpoint = breakpoint
 
     @property
@@ -77,20 +76,38 @@ class PWLQQuantizer(IntervalTableQuantizer):
         self.total = self.add_weight(name='total', shape=(), initializer='zeros', trainable=False)
         self.total_sq = self.add_weight(name='total_sq', shape=(), initializer='zeros', trainable=False)
         self.count = self.add_weight(name='count', shape=(), initializer='zeros', trainable=False)
+        if self.breakpoint == 'search':  # per-bin count and Σ|x| of |x| on log-spaced bins, for the search
+            self.hist_count = self.add_weight(name='hist_count', shape=(HIST_BINS,), initializer='zeros',
+                                              trainable=False)
+            self.hist_sum = self.add_weight(name='hist_sum', shape=(HIST_BINS,), initializer='zeros',
+                                            trainable=False)
 
     def _stats_variables(self) -> list[keras.Variable]:
-        return [self.abs_max, self.total, self.total_sq, self.count]
+        hist = [self.hist_count, self.hist_sum] if self.breakpoint == 'search' else []
+        return [self.abs_max, self.total, self.total_sq, self.count, *hist]
 
     def _reset_stats(self) -> None:
         for v in self._stats_variables():
-            v.assign(0.0)
+            v.assign(ops.zeros(v.shape))
 
     def _accumulate(self, x: Any) -> list[Any]:
-        return [ops.maximum(self.abs_max.value, ops.max(ops.abs(x))), self.total.value + ops.sum(x),
-                self.total_sq.value + ops.sum(x * x), self.count.value + ops.cast(ops.size(x), 'float32')]
+        stats = [ops.maximum(self.abs_max.value, ops.max(ops.abs(x))), self.total.value + ops.sum(x),
+                 self.total_sq.value + ops.sum(x * x), self.count.value + ops.cast(ops.size(x), 'float32')]
+        if self.breakpoint == 'search':
+            a = ops.reshape(ops.abs(x), (-1, 1))
+            b = ops.floor((ops.log2(ops.maximum(a, 2.0**-40)) - HIST_LOG2_LO) * HIST_PER_OCTAVE)
+            member = ops.cast(ops.equal(ops.clip(b, 0.0, HIST_BINS - 1.0), ops.arange(HIST_BINS, dtype='float32')),
+                              'float32')
+            stats += [self.hist_count.value + ops.sum(member, axis=0),
+                      self.hist_sum.value + ops.sum(member * a, axis=0)]
+        return stats
 
     def _tables_from_stats(self, stats: list[Any]) -> tuple[Any, Any]:
-        abs_max, total, total_sq, count = stats
+        abs_max, total, total_sq, count = stats[:4]
+        if self.breakpoint == 'search':  # the search on the histogram: each bin's mean |x|, weighted by its count
+            hist_count, hist_sum = stats[4:]
+            centres = ops.reshape(hist_sum / ops.maximum(hist_count, 1.0), (1, -1))
+            return self._search(centres, abs_max, ops.reshape(hist_count, (1, -1)))
         n = ops.maximum(count, 1.0)
         mean = total / n
         sigma = ops.sqrt(ops.maximum(total_sq / n - mean * mean, 0.0))
@@ -100,14 +117,17 @@ class PWLQQuantizer(IntervalTableQuantizer):
         m = ops.max(ops.abs(x))
         if self.breakpoint == 'gaussian':
             return self._tables(self._gaussian_breakpoint(m, ops.std(x)), m)
-        flat = ops.reshape(x, (1, -1))
-        best = self._best_ratio(flat, m, ops.convert_to_tensor(COARSE))
-        best = self._best_ratio(flat, m, ops.clip(best + ops.convert_to_tensor(FINE), 0.001, 0.999))
+        return self._search(ops.reshape(x, (1, -1)), m, 1.0)
+
+    def _search(self, values: Any, m: Any, weights: Any) -> tuple[Any, Any]:
+        """Coarse-to-fine grid over p/m minimizing Σ weights·(x̂ - x)² of the unsnapped quantizer."""
+        best = self._best_ratio(values, m, weights, ops.convert_to_tensor(COARSE))
+        best = self._best_ratio(values, m, weights, ops.clip(best + ops.convert_to_tensor(FINE), 0.001, 0.999))
         return self._tables(best * m, m)
 
-    def _best_ratio(self, flat: Any, m: Any, ratios: Any) -> Any:
+    def _best_ratio(self, values: Any, m: Any, weights: Any, ratios: Any) -> Any:
         p = ops.expand_dims(ratios * m, -1) + 1e-12
-        err = ops.sum(ops.square(_float_pwlq(flat, p, m + 2e-12, self.n_bits) - flat), axis=-1)
+        err = ops.sum(weights * ops.square(_float_pwlq(values, p, m + 2e-12, self.n_bits) - values), axis=-1)
         return ops.take(ratios, ops.argmin(err))
 
     @staticmethod
