@@ -19,6 +19,7 @@ from hgq.quantizers.indexed import IndexedFormat
 from hgq.quantizers.schemes.augq import AuGQQuantizer
 from hgq.quantizers.schemes.pwlq import GAUSS_COEF, GAUSS_OFFSET, PWLQQuantizer
 from hgq.training import calibrate
+from hgq.training._walk import quantizers
 
 F = 8  # level_frac_bits used throughout
 ULP = 2.0**-F
@@ -286,6 +287,11 @@ def test_save_load_round_trip(tmp_path: Path, trained: dict):
 def test_keras_equals_emulator(trained: dict, name: str):
     """The part of the exactness check that depends on the Keras backend (runs on TensorFlow and JAX)."""
     model, x = trained[name]
+    tables = [q for q in quantizers(model) if isinstance(q, (PWLQQuantizer, AuGQQuantizer))]
+    assert len(tables) == 4
+    for q in tables:  # calibration and training wrote real tables (an all-zero one would be trivially exact)
+        levels = _np(q.levels)
+        assert float(_np(q.ready)) == 1.0 and len(np.unique(levels)) > q.n_levels // 2, (q.name, levels)
     graph = ir.from_model(model)
     for scale in (1.0, 4.0):
         xs = np.round(x[:4000] * scale * 64) / 64  # on a grid every backend represents exactly
