@@ -5,6 +5,8 @@ IndexedFormat); docs/quantizers.md gives each one's definition and source.
 """
 
 from . import (
+    augq,  # noqa: F401  (registers 'augq')
     lsq,  # noqa: F401  (registers 'lsq')
     post,  # noqa: F401  (registers 'post')
+    pwlq,  # noqa: F401  (registers 'pwlq')
 )
