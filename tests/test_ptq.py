@@ -22,8 +22,8 @@ from hgq.workflow.ptq import PTQError, quantize_model
 
 LSQ4 = {'scheme': 'lsq', 'bits': 4}
 POST4 = {'scheme': 'post', 'bits': 4}
-# 4-bit PTQ of these toy models loses about 0.02-0.04 accuracy (measured: MLP 0.588 float, 0.546 lsq4; CNN 0.985
-# float, 0.966 post4/lsq4); 0.08 is loose, but far tighter than what broken weights or ranges give (chance 0.2/0.25)
+# 4-bit PTQ of these toy models loses about 0.02-0.03 accuracy (measured: MLP 0.520 float, 0.488 lsq4; CNN 0.978
+# float, 0.963 post4/lsq4); 0.08 is loose, but far tighter than what broken weights or ranges give (chance 0.2/0.25)
 ACCURACY_LOSS = 0.08
 
 
@@ -77,10 +77,10 @@ def images() -> dict[str, np.ndarray]:
 def float_cnn(images: dict[str, np.ndarray]) -> keras.Model:
     keras.utils.set_random_seed(8)
     inp = keras.Input((6, 6, 1))
-    x = keras.layers.Conv2D(4, 3, padding='same', name='c1')(inp)
+    x = keras.layers.Conv2D(4, 3, name='c1')(inp)
     x = keras.layers.BatchNormalization(name='bn1')(x)
     x = keras.layers.ReLU(name='r1')(x)
-    x = keras.layers.MaxPooling2D(3)(x)
+    x = keras.layers.MaxPooling2D(2)(x)
     x = keras.layers.Flatten()(x)
     model = keras.Model(inp, keras.layers.Dense(4, name='out')(x), name='float_cnn')
     return _fit(model, images['x'], images['y'])
@@ -122,7 +122,7 @@ def test_cnn_post_weights_lsq_activations_close_to_float_exact_and_fine_tunes(fl
     # QAT from the PTQ model: the loss falls, and the fine-tuned model is still exact
     model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     before = model.evaluate(x, y, verbose=0, batch_size=4096)
-    model.fit(x, y, epochs=2, batch_size=256, verbose=0)
+    model.fit(x, y, epochs=1, batch_size=256, verbose=0)
     after = model.evaluate(x, y, verbose=0, batch_size=4096)
     assert after < before, (before, after)
     graph = ir.from_model(model)
@@ -134,7 +134,7 @@ def test_batch_norm_fold_matches_float_at_high_precision(float_mlp, float_cnn, j
     """With wide HGQ formats the PTQ model equals the float one up to rounding: the fold (μ − bias) is right."""
     wide_w, wide_a = {'f_init': 14}, {'f_init': 12}
     for model, x in ((float_mlp, jets['x'][:512]), (float_cnn, images['x'][:512])):
-        q = quantize_model(model, weights=wide_w, activations=wide_a, calibration=x[:64])
+        q = quantize_model(model, weights=wide_w, activations=wide_a, calibration=x)  # no input beyond its ranges
         diff = np.abs(model.predict(x, verbose=0) - q.predict(x, verbose=0)).max()
         assert diff < 2e-2, (model.name, diff)
 
