@@ -139,6 +139,29 @@ def test_batch_norm_fold_matches_float_at_high_precision(float_mlp, float_cnn, j
         assert diff < 2e-2, (model.name, diff)
 
 
+def test_every_mapped_layer_keras_equals_emulator() -> None:
+    """Conv1D, standalone BatchNormalization (after a ReLU: no fold), pooling 1-D, Reshape, Add, Concatenate,
+    a model input straight into Add/MaxPooling (a QQuantize goes first), Activation('linear')."""
+    inp = keras.Input((8, 2))
+    a = keras.layers.Conv1D(3, 3, padding='same', activation='relu', name='c1')(inp)
+    a = keras.layers.BatchNormalization(name='bn')(a)
+    b = keras.layers.Conv1D(3, 1, name='c2')(inp)
+    s = keras.layers.Add(name='add')([a, b])
+    m = keras.layers.MaxPooling1D(2, name='mp')(inp)
+    p = keras.layers.AveragePooling1D(2, name='ap')(keras.layers.ReLU(name='r')(s))
+    c = keras.layers.Concatenate(name='cat')([keras.layers.Reshape((8,))(m), keras.layers.Flatten()(p)])
+    out = keras.layers.Dense(4, name='out')(keras.layers.Activation('linear')(c))
+    x = np.random.default_rng(3).normal(size=(2000, 8, 2)).astype('float32')
+    model = quantize_model(keras.Model(inp, out), weights=LSQ4, activations={'scheme': 'lsq', 'bits': 6},
+                           calibration=x[:64])
+    kinds = {layer.name: type(layer).__name__ for layer in model.layers}
+    assert kinds['bn'] == 'QBatchNormalization' and kinds['mp_quantize'] == 'QQuantize' and kinds['ap'] == \
+        'QAveragePooling1D' and 'c2' in kinds and kinds['cat'] == 'QConcatenate', kinds
+    assert model.get_layer('ap').output_quantizer.signed is False  # the mean of ReLU outputs is >= 0
+    want = ir.predict(ir.from_model(model), x.astype(np.float64) * 4)
+    assert int((model.predict(x * 4, verbose=0) != want).sum()) == 0
+
+
 def test_unsupported_layers_and_bad_arguments_are_named(jets) -> None:
     x = jets['x'][:64]
     ln = keras.Sequential([keras.Input((16,)), keras.layers.LayerNormalization(name='ln'), keras.layers.Dense(5)])
