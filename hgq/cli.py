@@ -71,6 +71,41 @@ def cmd_import_qkeras(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ptq(args: argparse.Namespace) -> int:
+    from hgq.training import exact_ebops
+    from hgq.training.files import save_model_atomic
+    from hgq.workflow.files import check_checkpoint, load_array, load_checkpoint
+    from hgq.workflow.ptq import PTQError, parse_options, quantize_model, scheme_spec
+
+    try:
+        if not str(args.out).endswith('.keras'):
+            raise PTQError(f'OUT {args.out!r} must end with .keras (a Keras checkpoint)')
+        if args.samples < 1:
+            raise PTQError(f'--samples {args.samples} must be >= 1')
+        activations = scheme_spec(args.scheme, args.bits, parse_options(args.option, '--option'))
+        weights = scheme_spec(args.weight_scheme or args.scheme,
+                              args.weight_bits if args.weight_bits is not None else args.bits,
+                              parse_options(args.weight_option, '--weight-option'))
+        check_checkpoint(args.float_model)
+        calibration = load_array(args.calibration)[:args.samples]
+        float_model = load_checkpoint(args.float_model, compile=False)
+        print(f'quantizing {args.float_model}: weights {weights or "hgq"}, activations {activations or "hgq"}, '
+              f'calibrating on {len(calibration)} samples from {args.calibration}', flush=True)
+        model = quantize_model(float_model, weights=weights, activations=activations, calibration=calibration)
+    except ValueError as e:  # PTQError, BadFileError, a scheme's own argument errors: all name what is wrong
+        print(f'hgq ptq: {e}', file=sys.stderr)
+        return 2
+    import numpy as np
+
+    diff = np.abs(np.asarray(float_model.predict(calibration, verbose=0), np.float64)
+                  - np.asarray(model.predict(calibration, verbose=0), np.float64))
+    save_model_atomic(model, args.out)
+    print(f'max |hgq - float| on the calibration samples: {diff.max():.4g} (mean {diff.mean():.4g}); '
+          f'EBOPs {float(exact_ebops(model)):.0f}')
+    print(f'wrote {args.out}; next: hgq export {args.out} DIR, or fine-tune it with model.fit (QAT)')
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from hgq.workflow import ConfigError, find_project, train
 
@@ -195,6 +230,28 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument('model', help='a QKeras model saved with model.save (.h5 or .keras)')
     imp.add_argument('out', help='the .keras file to write')
     imp.set_defaults(run=cmd_import_qkeras)
+
+    ptq = sub.add_parser('ptq', help='quantize a trained float Keras model (PTQ) into an hgq model',
+                         description='Rebuild FLOAT_MODEL (Dense, Conv1D/2D, BatchNormalization, ReLU, pooling, '
+                         'Flatten, Reshape, Add, Concatenate, Dropout) from hgq layers with the same weights, '
+                         'quantize every weight slot with --weight-scheme and every activation slot with '
+                         '--scheme, calibrate on --samples inputs of --calibration and write OUT (exportable as '
+                         'it is, or fine-tuned with model.fit).')
+    ptq.add_argument('float_model', help='a .keras file of a trained float Keras 3 model')
+    ptq.add_argument('out', help='the .keras file to write')
+    ptq.add_argument('--calibration', metavar='FILE', required=True, help='.npy/.npz model inputs to calibrate on')
+    ptq.add_argument('--samples', type=int, default=64, metavar='N', help='use the first N calibration inputs '
+                     '(default 64)')
+    ptq.add_argument('--scheme', default='hgq', metavar='NAME', help='activation (and, without --weight-scheme, '
+                     'weight) scheme: hgq (default), lsq, ...')
+    ptq.add_argument('--bits', type=int, metavar='B', help='bits of --scheme (schemes with a fixed width)')
+    ptq.add_argument('--option', action='append', metavar='KEY=VALUE', help='another argument of the activation '
+                     'scheme (repeatable), e.g. --option round_mode=RND')
+    ptq.add_argument('--weight-scheme', metavar='NAME', help='weight scheme if not --scheme: hgq, lsq, post, ...')
+    ptq.add_argument('--weight-bits', type=int, metavar='B', help='bits of the weight scheme (default --bits)')
+    ptq.add_argument('--weight-option', action='append', metavar='KEY=VALUE', help='another argument of the '
+                     'weight scheme (repeatable), e.g. --weight-option base=pow2')
+    ptq.set_defaults(run=cmd_ptq)
 
     synth = sub.add_parser('synth', help='RTL, Verilator check, Yosys synthesis and a resource report',
                            description='Write Verilog of a checkpoint (da4ml), check a Verilator simulation of it '
