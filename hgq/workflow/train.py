@@ -160,8 +160,9 @@ def _start_or_resume(project: Project, config: dict[str, Any], run_dir: Path, re
 
 
 def train(project: Project, config: dict[str, Any], run_dir: str | os.PathLike, restart: bool = False,
-          data: Any = None) -> dict[str, Any]:
-    """Train `project` as `config` says into `run_dir`; returns the Pareto index (hgq.training.read_index)."""
+          data: Any = None, callbacks: tuple[Any, ...] = ()) -> dict[str, Any]:
+    """Train `project` as `config` says into `run_dir`; returns the Pareto index (hgq.training.read_index).
+    `callbacks` run after the run folder's own (so they see an epoch only once it is saved)."""
     import keras
 
     from hgq.training import (
@@ -198,7 +199,7 @@ def train(project: Project, config: dict[str, Any], run_dir: str | os.PathLike, 
                   keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
                   LatestCheckpoint(run_dir),
                   ParetoCheckpoint(run_dir / CHECKPOINTS, metrics=PARETO_METRICS),
-                  ProgressBar(mode='overall'),
+                  ProgressBar(mode='overall'), *callbacks,
               ])
     print(f'trained {epochs - done} epochs in {time.perf_counter() - start:.0f} s', flush=True)
     return read_index(run_dir / CHECKPOINTS)
