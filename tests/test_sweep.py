@@ -154,3 +154,48 @@ def test_progress_prints_plain_lines_off_a_terminal(tmp_path):
     assert len(running) == 1 and 'epoch    2/4' in running[0] and '0.6250' in running[0] and '999' in running[0]
     assert any('1/2 trials done' in line for line in lines)
     assert not any(line.startswith(trials[1].name) for line in lines)  # never started: no line
+
+
+class _Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize('window', ['before_pareto', 'before_latest'])
+def test_a_kill_between_the_epoch_writes_loses_nothing(window, tmp_path, monkeypatch, capsys):
+    """A trial killed between its per-epoch writes (what a Ray retry then resumes): after the resume, history.csv
+    has each epoch once and the Pareto index holds exactly the front of all epochs."""
+    import csv
+
+    import hgq.training
+    from hgq.workflow.project import find_project
+    from hgq.workflow.train import train
+
+    project = find_project(TOY)
+    config = project.config()
+    config['training'].update(epochs=3, float_epochs=0)
+    name = 'ParetoCheckpoint' if window == 'before_pareto' else 'LatestCheckpoint'
+    base = getattr(hgq.training, name)
+
+    class CrashBefore(base):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise _Crash  # the writes before this callback are done, this one and later are not
+            super().on_epoch_end(epoch, logs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(hgq.training, name, CrashBefore)
+        with pytest.raises(_Crash):
+            train(project, config, tmp_path)
+    capsys.readouterr()
+    index = train(project, config, tmp_path)
+    if window == 'before_pareto':  # last.keras held epoch 2, the index did not: it is offered on resume
+        assert 'offered epoch 2' in capsys.readouterr().out
+    with open(tmp_path / 'history.csv', newline='') as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r['epoch']) for r in rows] == [0, 1, 2]
+    front = hgq.training.ParetoFront({'val_accuracy': 'max', 'ebops': 'min'})
+    for r in rows:
+        front.add(int(r['epoch']) + 1, {'val_accuracy': float(r['val_accuracy']), 'ebops': float(r['ebops'])})
+    assert sorted(c['epoch'] for c in index['checkpoints']) == sorted(front.ids())
+    assert index['last_epoch'] == 3
+    assert all((tmp_path / 'checkpoints' / c['file']).is_file() for c in index['checkpoints'])

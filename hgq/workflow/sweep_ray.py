@@ -125,6 +125,8 @@ def connect(ray: Any, address: str | None, local_cpus: int) -> bool:
     if address is None:
         ray.init(num_cpus=local_cpus, **options)
     else:
+        if address.startswith('ray://'):  # Ray Client accepts fewer options; it needs ray[client]
+            options = {'logging_level': 'warning'}
         try:
             ray.init(address=address, **options)
         except (ConnectionError, RuntimeError, ValueError) as e:
