@@ -90,7 +90,16 @@ def synthesize(points: list[dict[str, Any]], trials: list[Trial], out: Path, job
             p.update({k: v for k, v in row.items() if k not in p})
 
 
-def plot(points: list[dict[str, Any]], front: list[dict[str, Any]], path: Path, title: str) -> Path:
+def labels(summaries: list[dict[str, Any]]) -> dict[str, str]:
+    """Per trial, the overrides that differ between trials (short keys): what tells the trials apart."""
+    keys = sorted({k for s in summaries for k in s['overrides']})
+    varying = [k for k in keys if len({repr(s['overrides'].get(k)) for s in summaries}) > 1]
+    return {s['trial']: ', '.join(f'{k.split(".")[-1]}={s["overrides"].get(k)}' for k in varying) or s['trial']
+            for s in summaries}
+
+
+def plot(points: list[dict[str, Any]], front: list[dict[str, Any]], names: dict[str, str], path: Path,
+         title: str) -> Path:
     """Accuracy vs EBOPs of every trial's checkpoints (one colour per trial), the global front as a line;
     a second panel of test accuracy vs LUTs for the synthesized front points."""
     from . import plots
@@ -99,11 +108,11 @@ def plot(points: list[dict[str, Any]], front: list[dict[str, Any]], path: Path, 
     fig = plots._figure((12 if synthesized else 7, 4.8))
     axes = fig.subplots(1, 2 if synthesized else 1, squeeze=False)[0]
     ax = axes[0]
-    names = list(dict.fromkeys(p['trial'] for p in points))
-    for name in names:
+    trials = list(dict.fromkeys(p['trial'] for p in points))
+    for name in trials:
         mine = [p for p in points if p['trial'] == name]
         ax.plot([p['ebops'] for p in mine], [p['val_accuracy'] for p in mine], 'o', ms=4, alpha=0.6,
-                label=name if len(names) <= 12 else None)
+                label=names.get(name, name) if len(trials) <= 12 else None)
     ax.step([p['ebops'] for p in front], [p['val_accuracy'] for p in front], 'k-', where='post', lw=1.5,
             label=f'global front ({len(front)} points)')
     ax.set_xscale('log')
@@ -117,12 +126,17 @@ def plot(points: list[dict[str, Any]], front: list[dict[str, Any]], path: Path, 
         axes[1].plot([p['LUT'] for p in s], [p['test_accuracy'] for p in s], 'o-', color='tab:blue',
                      label='test accuracy (calibrated)')
         for p in s:
-            axes[1].annotate(f'{p["trial"][:18]}@{p["epoch"]}', (p['LUT'], p['test_accuracy']), fontsize=6)
+            axes[1].annotate(f' {names.get(p["trial"], p["trial"])} @{p["epoch"]}', (p['LUT'], p['test_accuracy']),
+                             fontsize=6)
         axes[1].set_xscale('log')
         axes[1].set_xlabel('LUTs (Yosys synth_xilinx)')
         axes[1].set_ylabel('accuracy')
         axes[1].grid(alpha=0.3, which='both')
         axes[1].legend(fontsize=7, loc='lower right')
+    for a in axes:  # log only over a decade or more: a narrower log axis gets no readable ticks
+        low, high = a.get_xlim()
+        if high < 10 * low:
+            a.set_xscale('linear')
     return plots._save(fig, path)
 
 
@@ -156,7 +170,8 @@ def write_sweep_report(trials: list[Trial], out_dir: str | Path, synth: int = 0,
     out.mkdir(parents=True, exist_ok=True)
     if synth:
         synthesize(spread(front, synth), trials, out, jobs)
-    plot(points, front, out / 'sweep_pareto.png', f'{title}: {len(points)} checkpoints of {len(trials)} trials')
+    plot(points, front, labels(summaries), out / 'sweep_pareto.png',
+         f'{title}: {len(points)} checkpoints of {len(trials)} trials')
     done = sum(s['done'] for s in summaries)
     report = {'sweep_dir': str(out_dir), 'written': time.strftime('%Y-%m-%d %H:%M:%S'), 'trials': summaries,
               'points': points, 'front': front, 'seconds': round(time.perf_counter() - start, 1)}
