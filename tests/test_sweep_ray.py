@@ -44,7 +44,7 @@ def project():
 
 
 def _sweep(seeds: list[int], cpus: float) -> dict:
-    return {'grid': {'training.seed': seeds, 'training.epochs': [EPOCHS], 'training.float_epochs': [1]},
+    return {'grid': {'training.seed': seeds, 'training.epochs': [EPOCHS], 'training.float_epochs': [0]},
             'resources': {'cpus': cpus}}
 
 
@@ -99,10 +99,10 @@ def test_killed_worker_is_retried_and_resumes(cluster, project, tmp_path, monkey
 
 def test_interrupted_driver_rerun_finishes_only_the_missing(cluster, project, tmp_path):
     sweep_file = tmp_path / 'sweep.yaml'
-    sweep_file.write_text(f'grid: {{training.seed: [3, 4], training.epochs: [{EPOCHS}], training.float_epochs: [1]}}\n'
+    sweep_file.write_text(f'grid: {{training.seed: [3, 4], training.epochs: [{EPOCHS}], training.float_epochs: [0]}}\n'
                           'resources: {cpus: 2}\n')  # 2 of the cluster's 2 CPUs: one trial at a time
     out = tmp_path / 'sweep'
-    sweep = {'grid': {'training.seed': [3, 4], 'training.epochs': [EPOCHS], 'training.float_epochs': [1]},
+    sweep = {'grid': {'training.seed': [3, 4], 'training.epochs': [EPOCHS], 'training.float_epochs': [0]},
              'resources': {'cpus': 2}}
     trials = plan(project, sweep, out)
     env = {**os.environ, 'PYTHONPATH': f'{ROOT}{os.pathsep}{os.environ.get("PYTHONPATH", "")}'}

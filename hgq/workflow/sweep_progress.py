@@ -80,7 +80,8 @@ class Progress:
         if s['status'] == 'launched' and log.is_file() and log.stat().st_mtime >= self.start - 1:
             s['status'] = 'running'
         if s['status'] == 'running' and n == 0:
-            s['note'] = 'float baseline' if not (trial.run_dir / 'float.json').is_file() else 'starting'
+            floats = trial.config['training']['float_epochs'] and not (trial.run_dir / 'float.json').is_file()
+            s['note'] = 'float baseline' if floats else 'starting'
         elif s['status'] == 'running':
             s['note'] = ''
 
