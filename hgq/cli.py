@@ -157,23 +157,54 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from hgq.export.tools import ToolNotFoundError
     from hgq.workflow import ConfigError, find_project
     from hgq.workflow.config import read_yaml
-    from hgq.workflow.sweep import run_serial
+    from hgq.workflow.sweep import plan, run_serial
 
-    if not args.serial:
-        print("hgq sweep: the Ray engine is not built yet; run the trials one after another with --serial "
-              "(Ray, when it lands: pip install 'hgq[sweep]')", file=sys.stderr)
+    if args.synth < 0 or args.jobs < 1 or args.retries < 0 or (args.num_cpus is not None and args.num_cpus < 1):
+        print('hgq sweep: --synth must be >= 0, --jobs >= 1, --retries >= 0 and --num-cpus >= 1', file=sys.stderr)
         return 2
+    if args.serial and args.address:
+        print('hgq sweep: --serial runs here without Ray; leave out --address (or --serial)', file=sys.stderr)
+        return 2
+    failed = ''
     try:
         project = find_project(args.project)
         sweep = read_yaml(args.sweep)
         out = Path(args.out or f'runs/{project.name}_sweep')
-        folders = run_serial(project, sweep, out, config_path=args.base)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
+        trials = plan(project, sweep, out, config_path=args.base)
+        if args.report_only:
+            pass
+        elif args.serial:
+            run_serial(project, sweep, out, config_path=args.base)
+        else:
+            from hgq.workflow.sweep_ray import SweepError, run_ray
+
+            try:
+                run_ray(project, sweep, out, config_path=args.base, address=args.address, local_cpus=args.num_cpus,
+                        retries=args.retries)
+            except SweepError as e:
+                failed = str(e)
+        if args.no_report:
+            print(f'{len(trials)} trials in {out}')
+            return 0
+        from hgq.workflow.sweep_report import write_sweep_report
+
+        report = write_sweep_report(trials, out, synth=args.synth, jobs=args.jobs, title=project.name)
+    except (ConfigError, FileNotFoundError, ToolNotFoundError, ValueError) as e:
         print(f'hgq sweep: {e}', file=sys.stderr)
         return 2
-    print(f'{len(folders)} trials in {out}')
+    except KeyboardInterrupt:
+        return 130
+    from hgq.workflow.sweep_report import front_markdown
+
+    print(front_markdown(report['front'], report['trials']))
+    done = sum(t['done'] for t in report['trials'])
+    print(f'{done}/{len(trials)} trials done in {out}; merged report: {out / "report" / "sweep.md"}')
+    if failed:
+        print(f'hgq sweep: {failed}', file=sys.stderr)
+        return 1
     return 0
 
 
@@ -197,6 +228,18 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument('--base', metavar='FILE', help="the config the overrides apply to (default: config.yaml)")
     sweep.add_argument('--out', metavar='DIR', help='folder of the trial run folders (default runs/PROJECT_sweep)')
     sweep.add_argument('--serial', action='store_true', help='run trials one after another, without Ray')
+    sweep.add_argument('--address', metavar='ADDR', help='join a Ray cluster: ray://HOST:10001, HOST:6379 or auto '
+                       '(default: start a local Ray instance with resources.local_cpus CPUs)')
+    sweep.add_argument('--num-cpus', type=int, metavar='N', help='CPUs of the local Ray instance (overrides '
+                       'resources.local_cpus)')
+    sweep.add_argument('--retries', type=int, default=3, metavar='N', help='times a trial whose worker died is '
+                       'retried, each resuming after its last saved epoch (default 3)')
+    sweep.add_argument('--report-only', action='store_true', help='train nothing; write the merged report of the '
+                       'trials so far')
+    sweep.add_argument('--no-report', action='store_true', help='skip the merged report')
+    sweep.add_argument('--synth', type=int, default=0, metavar='K', help='synthesize K global-front points (Yosys '
+                       'LUTs, accuracy vs LUTs; needs the RTL tools)')
+    sweep.add_argument('--jobs', type=int, default=2, metavar='J', help='parallel jobs of each synthesis')
     sweep.set_defaults(run=cmd_sweep)
 
     report = sub.add_parser('report', help='evaluate, plot (and synthesize) the Pareto checkpoints of a run',
