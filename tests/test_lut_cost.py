@@ -139,6 +139,34 @@ def test_model_terms_equal_dense_lut_terms_of_its_bits(calibrated):
     assert BudgetController(1000, 'luts').cost(model) == pytest.approx(cost, rel=1e-6)  # a LUT budget steers on it
 
 
+def test_dead_logic_is_not_counted():
+    """A neuron with no live input is a constant (folded into the next bias); one that no live weight reads
+    is removed with the weights that feed it: neither costs LUTs, as in da4ml and Yosys."""
+    keras.utils.set_random_seed(4)
+    model = mlp('WRAP')
+    d0, d1 = model.layers[1:]
+    k0, k1 = RNG.normal(size=(6, 5)), RNG.normal(size=(5, 3))
+    k0[:, 0] = 0.0  # neuron 0: no live input, a constant relu(0.75)
+    k1[1, :] = 0.0  # neuron 1: read by nothing
+    d0.kernel.assign(k0)
+    d0.bias.assign(np.array([0.75, 0.5, 0.25, 0.5, 0.25]))
+    d1.kernel.assign(k1)
+    calibrate(model, RNG.normal(size=(64, 6)).astype('float32'))
+    (bx0, bw0, bb0), (bx1, bw1, bb1) = numpy_bits(d0), numpy_bits(d1)
+    assert bx1[0] > 0 and bw0[:, 1].sum() > 0  # both cost bits before the masks
+    used = np.ones(5)
+    used[1] = 0.0
+    bw0_eff, bb0_eff = bw0 * used, bb0 * used
+    bx0_eff = bx0 * (bw0_eff > 0).any(axis=1)
+    bx1_eff = bx1 * np.array([0, 0, 1, 1, 1]) * (bw1 > 0).any(axis=1)
+    expected = {t: float(a) + float(b) for (t, a), b in zip(dense_lut_terms(bx0_eff, bw0_eff, None, bb0_eff).items(),
+                                                          dense_lut_terms(bx1_eff, bw1, None, bb1).values())}
+    got = model_lut_terms(model)
+    assert got == pytest.approx(expected, rel=1e-6)
+    unmasked = float(dense_lut_terms(bx0, bw0)['terms']) + float(dense_lut_terms(bx1, bw1)['terms'])
+    assert got['terms'] < unmasked
+
+
 def test_layer_terms_are_differentiable_in_the_bit_parameters(calibrated):
     model, _ = calibrated
     layer = model.layers[1]
