@@ -207,6 +207,7 @@ def train(project: Project, config: dict[str, Any], run_dir: str | os.PathLike, 
         ResetRanges,
         read_index,
     )
+    from hgq.training.lut_cost import LUTLogger, use_cost
 
     run_dir = Path(run_dir)
     training = config['training']
@@ -215,6 +216,7 @@ def train(project: Project, config: dict[str, Any], run_dir: str | os.PathLike, 
         data = project.load_data(config)
     model, done = _start_or_resume(project, config, run_dir, restart)
     data.check(tuple(model.inputs[0].shape[1:]))
+    use_cost(model, training.get('cost', 'ebops'))  # before fit: the train step is traced with its cost
     train_float(project, config, data, run_dir)
     epochs = training['epochs']
     if done >= epochs:
@@ -224,12 +226,15 @@ def train(project: Project, config: dict[str, Any], run_dir: str | os.PathLike, 
         steps = -(-len(data.x_train) // training['batch_size'])
         _compile(model, training, steps, epochs)
     steer = beta_callback(training, model, resumed=done > 0)
+    target = training.get('target') or {}
+    # the LUT cost is logged (history.csv: lut_estimate) whenever it steers training or the budget
+    lut_log = [LUTLogger()] if training.get('cost') == 'luts' or 'luts' in target else []
     print(f'HGQ training: {epochs - done} epochs, '
           f'{steer if training.get("target") else "beta " + str(training["beta"])}', flush=True)
     start = time.perf_counter()
     model.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), initial_epoch=done,
               epochs=epochs, batch_size=training['batch_size'], verbose=0, callbacks=[
-                  ResetRanges(), steer, EBOPsLogger(),
+                  ResetRanges(), steer, EBOPsLogger(), *lut_log,
                   keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
                   LatestCheckpoint(run_dir),
                   ParetoCheckpoint(run_dir / CHECKPOINTS, metrics=PARETO_METRICS),
