@@ -158,7 +158,8 @@ def dense_model():
     c = hl.QReshape((2, 5), name='reshape')(c)
     c = hl.QFlatten(name='flatten')(c)
     out = hl.QActivation('relu', name='relu')(c)
-    return keras.Model(inp, out, name='dense_model'), [(5,)]
+    probs = hl.QSoftmax(name='softmax')(out)
+    return keras.Model(inp, [out, probs], name='dense_model'), [(5,)]
 
 
 def conv_model():
@@ -178,7 +179,7 @@ def conv_model():
 MODELS = {'dense': dense_model, 'conv': conv_model}
 COVERED = {  # every exported layer class is in one of the models above
     'dense': (hl.QQuantize, hl.QDense, hl.QDenseBatchNorm, hl.QBatchNormalization, hl.QActivation, hl.QAdd,
-              hl.QConcatenate, hl.QReshape, hl.QFlatten),
+              hl.QConcatenate, hl.QReshape, hl.QFlatten, hl.QSoftmax),
     'conv': (hl.QConv1D, hl.QConv1DBatchNorm, hl.QMaxPooling1D, hl.QAveragePooling1D,
              hl.QConv2D, hl.QConv2DBatchNorm, hl.QMaxPooling2D, hl.QAveragePooling2D),
 }
