@@ -6,5 +6,6 @@ IndexedFormat); docs/quantizers.md gives each one's definition and source.
 
 from . import (
     lsq,  # noqa: F401  (registers 'lsq')
+    mulaw,  # noqa: F401  (registers 'mulaw')
     post,  # noqa: F401  (registers 'post')
 )
