@@ -1,6 +1,6 @@
 """μ-law companding in weight and activation slots through every backend, with `==`.
 
-A jets-sized MLP (16 inputs) and a small CNN (QConv2D on 8x8x1 -> QDense), each trained one short epoch
+A jets-sized MLP (16 inputs) and a small CNN (a strided QConv2D on 8x8x1 -> QDense), each trained one short epoch
 (QAT: α and μ move, one μ shared per layer and tensor kind by TieMu) and calibrated on 64 samples, then
 exported to hls4ml and to RTL: Keras inference, hls4ml C-simulation and Verilator must equal the
 emulator on 100,000 outputs per input scale (×1, and ×4 beyond the calibrated ranges).
@@ -34,9 +34,11 @@ def jets_mlp() -> keras.Model:
 
 def small_cnn() -> keras.Model:
     inp = keras.Input((8, 8, 1))
-    x = L.QConv2D(3, 3, activation='relu', input_quantizer=mulaw(4), kernel_quantizer=mulaw(4))(inp)
+    f6 = {'level_frac_bits': 6}  # narrow words: a small RTL design that Verilator compiles quickly
+    x = L.QConv2D(2, 3, strides=2, activation='relu', input_quantizer=mulaw(4, **f6),
+                  kernel_quantizer=mulaw(4, **f6))(inp)
     x = L.QFlatten()(x)
-    x = L.QDense(10, input_quantizer=mulaw(3, signed=False, mu=20.0), kernel_quantizer=mulaw(3))(x)
+    x = L.QDense(10, input_quantizer=mulaw(3, signed=False, mu=20.0, **f6), kernel_quantizer=mulaw(3, **f6))(x)
     return keras.Model(inp, x)
 
 

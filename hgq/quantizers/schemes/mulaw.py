@@ -176,7 +176,7 @@ class MuLawQuantizer(Quantizer):
         xc = ops.stop_gradient(x)
         calibrating = self.role == 'activation' and self.calibrating
         if calibrating:
-            self.abs_max.assign(ops.maximum(self.abs_max, ops.max(ops.abs(xc))))
+            self.abs_max.assign(ops.maximum(ops.convert_to_tensor(self.abs_max), ops.max(ops.abs(xc))))
         init = ops.convert_to_tensor(self.initialized) > 0
         alpha = ops.convert_to_tensor(self.alpha)
         if self.role == 'weight' or training:
@@ -189,15 +189,15 @@ class MuLawQuantizer(Quantizer):
         if training or calibrating or not self._ready:
             levels, thresholds = (ops.stop_gradient(t) for t in self._tables(alpha, log_mu))
             if not training and not calibrating:  # a first inference call keeps tables already stored
-                levels = ops.where(ops.convert_to_tensor(self.initialized) > 0, self.levels, levels)
-                thresholds = ops.where(ops.convert_to_tensor(self.initialized) > 0, self.thresholds, thresholds)
+                levels = ops.where(init, ops.convert_to_tensor(self.levels), levels)
+                thresholds = ops.where(init, ops.convert_to_tensor(self.thresholds), thresholds)
             if self.role == 'weight' or training:
                 self.levels.assign(levels)
                 self.thresholds.assign(thresholds)
-                self.initialized.assign(ops.ones_like(self.initialized))
+                self.initialized.assign(ops.ones((), dtype='float32'))
                 self._mark_ready()
         else:
-            levels, thresholds = self.levels, self.thresholds
+            levels, thresholds = ops.convert_to_tensor(self.levels), ops.convert_to_tensor(self.thresholds)
         levels, thresholds = ops.cast(levels, x.dtype), ops.cast(thresholds, x.dtype)
         q = round_to_step(ops, xc, float(self.input_frac_bits), 'RND')
         y = indexed_quantize_with(ops, q, thresholds, levels)
