@@ -46,7 +46,7 @@ def test_tables_are_the_float64_definition(bits, mu, signed):
     w = np.random.default_rng(bits).normal(size=(50, 6)).astype(np.float32) * np.array([.1, .5, 1, 2, 3, 7], 'f')
     q(w)
     d = q.describe(w)
-    alpha = np_(q.alpha)
+    alpha = q.alpha()
     n = 2 ** bits - 1 if signed else 2 ** bits
     assert d.levels.shape == (6, n) and d.thresholds.shape == (6, n - 1) and d.index_bits == bits
     t_diff = l_diff = 0
@@ -76,7 +76,7 @@ def test_describe_equals_keras_on_a_dense_grid(role, signed, per_channel):
         q(init)
     else:
         q.build((None, channels))
-        q.alpha.assign(2.5)
+        q.alpha_base.assign(2.5)
         q.initialized.assign(1.0)
         q.refresh()
     d = q.describe(None if role == 'activation' else init)
@@ -127,7 +127,16 @@ def mlp():
     """One QAT-trained jets MLP (one μ for weights, one for activations), shared by the tests below."""
     model = jets_mlp('kind')
     init = {id(q): float(np_(q.log_mu)) for g in mu_groups(model).values() for q in g}
-    return trained(model, (16,), [TieMu()]), init
+    kernels = [np_(layer.kernel) for layer in model.layers[2:]]
+    trained(model, (16,), [TieMu()])
+    # QAT: each kernel's α base came from its first training step, i.e. from the initial kernel
+    # (kept as non-trainable state on every backend); the trainable scale then moved
+    for layer, k0 in zip(model.layers[2:], kernels):
+        q = layer.kernel_quantizer
+        assert np.array_equal(np_(q.alpha_base), np.max(np.abs(k0), axis=0).astype(np.float32))
+        assert np.any(np_(q.alpha_scale) != 1.0)
+        assert float(np_(layer.input_quantizer.alpha_base)) != 1.0
+    return model, init
 
 
 def test_keras_equals_emulator(mlp):
@@ -148,9 +157,9 @@ def test_ptq_sets_activation_range_from_calibration():
     calibrate(model, x)
     q = model.layers[1].input_quantizer
     assert not q.unobserved()
-    assert float(np_(q.alpha)) == pytest.approx(float(np.max(np.abs(x))))
+    assert float(q.alpha()) == pytest.approx(float(np.max(np.abs(x))))
     d = q.describe()
-    assert d.levels[-1] == np.round(float(np_(q.alpha)) * 256) / 256
+    assert d.levels[-1] == np.round(float(q.alpha()) * 256) / 256
     graph = ir.from_model(model)  # PTQ only (never trained): still exact
     got = np_(model(x, training=False))
     assert int(np.sum(got != ir.predict(graph, x))) == 0
@@ -215,13 +224,13 @@ def test_gradients_reach_x_alpha_and_mu():
     q = MuLawQuantizer(role='weight', bits=4, mu=50.0, per_channel=True, name='q')
     w = np.random.default_rng(0).normal(size=(30, 4)).astype(np.float32)
     q(w)
-    q.alpha.assign(np.full(4, 1.5, 'f'))
+    q.alpha_base.assign(np.full(4, 1.5, 'f'))
     q.refresh()
     g = training_step_gradients(q, w, lambda y: keras.ops.sum(y * y))
     grads = dict(zip([v.name for v in g.variables], g.grads))
-    assert set(grads) == {'alpha', 'log_mu'}
+    assert set(grads) == {'alpha_scale', 'log_mu'}
     assert grads['log_mu'] is not None and float(grads['log_mu']) != 0.0
-    assert grads['alpha'].shape == (4,) and np.all(grads['alpha'] != 0)
+    assert grads['alpha_scale'].shape == (4,) and np.all(grads['alpha_scale'] != 0)
     inside = np.abs(w) <= 1.5
     assert np.array_equal(g.grad_x, np.where(inside, 2 * g.output, 0.0).astype(np.float32))
 
@@ -229,7 +238,7 @@ def test_gradients_reach_x_alpha_and_mu():
 def test_fixed_mu_is_not_trained():
     q = MuLawQuantizer(role='activation', bits=4, mu=8.0, learnable_mu=False, name='q')
     q.build((None, 3))
-    assert [v.name for v in q.trainable_variables] == ['alpha']
+    assert [v.name for v in q.trainable_variables] == ['alpha_scale']
     assert q.mu == pytest.approx(8.0)
 
 
@@ -264,3 +273,11 @@ def test_level_set_that_does_not_fit_is_refused():
     w = np.full((2, 2), 40.0, np.float32)
     with pytest.raises(ValueError, match='d_kernel: the level set .* needs 27-bit level codes'):
         q.describe(w)
+
+
+def test_export_of_an_unset_activation_range_is_refused():
+    q = MuLawQuantizer(role='activation', bits=4, name='d_input_quantizer')
+    q.build((None, 3))
+    assert q.unobserved()
+    with pytest.raises(ValueError, match='d_input_quantizer: its range α was never set'):
+        q.describe()

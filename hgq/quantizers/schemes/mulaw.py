@@ -120,7 +120,11 @@ class MuLawQuantizer(Quantizer):
         self._n = float(max(int(np.prod(shape)), 1))
         p = self._pshape = self._param_shape(shape)
         n = len(self._codes()[0])
-        self.alpha = self.add_weight(name='alpha', shape=p, initializer='ones', trainable=self.learnable_alpha)
+        # α = alpha_base · alpha_scale: the data-derived base is non-trainable because a trainer keeps only
+        # non-trainable state assigned inside a step (JAX drops assignments to trainable variables there)
+        self.alpha_base = self.add_weight(name='alpha_base', shape=p, initializer='ones', trainable=False)
+        self.alpha_scale = self.add_weight(name='alpha_scale', shape=p, initializer='ones',
+                                           trainable=self.learnable_alpha)
         self.log_mu = self.add_weight(name='log_mu', shape=(), trainable=self.learnable_mu,
                                       initializer=keras.initializers.Constant(math.log(self.mu_init)))
         # 1 once α holds a derived value and the tables below match it
@@ -131,6 +135,13 @@ class MuLawQuantizer(Quantizer):
         if self.role == 'activation':
             self.abs_max = self.add_weight(name='abs_max', shape=(), trainable=False, initializer='zeros')
         super().build(input_shape)
+
+    def alpha(self) -> np.ndarray:
+        """The range α the tables use now (numpy): |alpha_base · alpha_scale| floored at 2^-F."""
+        return np.asarray(ops.convert_to_numpy(self._alpha_now()), dtype=np.float64)
+
+    def _alpha_now(self) -> Any:
+        return self._alpha_floor(ops.convert_to_tensor(self.alpha_base) * ops.convert_to_tensor(self.alpha_scale))
 
     @property
     def mu(self) -> float:
@@ -178,13 +189,12 @@ class MuLawQuantizer(Quantizer):
         if calibrating:
             self.abs_max.assign(ops.maximum(ops.convert_to_tensor(self.abs_max), ops.max(ops.abs(xc))))
         init = ops.convert_to_tensor(self.initialized) > 0
-        alpha = ops.convert_to_tensor(self.alpha)
+        base = ops.convert_to_tensor(self.alpha_base)
         if self.role == 'weight' or training:
             if not self._ready:  # first data seen derives α (inside a traced step too, through where())
-                a0 = ops.where(init, alpha, self._init_alpha(xc))
-                self.alpha.assign(a0)
-                alpha = alpha + ops.stop_gradient(a0 - alpha)
-        alpha = self._alpha_floor(alpha)
+                base = ops.where(init, base, self._init_alpha(xc))
+                self.alpha_base.assign(base)
+        alpha = self._alpha_floor(ops.stop_gradient(base) * ops.convert_to_tensor(self.alpha_scale))
         log_mu = ops.convert_to_tensor(self.log_mu)
         if training or calibrating or not self._ready:
             levels, thresholds = (ops.stop_gradient(t) for t in self._tables(alpha, log_mu))
@@ -238,8 +248,7 @@ class MuLawQuantizer(Quantizer):
         """Recompute the stored tables from the current α and μ (eager), e.g. after training's last step."""
         if not self.built or float(ops.convert_to_numpy(self.initialized)) == 0:
             return
-        levels, thresholds = self._tables(self._alpha_floor(ops.convert_to_tensor(self.alpha)),
-                                          ops.convert_to_tensor(self.log_mu))
+        levels, thresholds = self._tables(self._alpha_now(), ops.convert_to_tensor(self.log_mu))
         self.levels.assign(levels)
         self.thresholds.assign(thresholds)
         self._ready = True
@@ -250,8 +259,7 @@ class MuLawQuantizer(Quantizer):
 
         Signed: 1 + ceil(log2(code + 1)); unsigned: ceil(log2(code + 1)). No gradient (not trained).
         """
-        code = ops.round(self._alpha_floor(ops.stop_gradient(ops.convert_to_tensor(self.alpha)))
-                         * 2.0 ** self.level_frac_bits)
+        code = ops.round(ops.stop_gradient(self._alpha_now()) * 2.0 ** self.level_frac_bits)
         w = ceil_log2_ops(ops, code + 1.0) + (1.0 if self.signed else 0.0)
         if x is not None and self.role == 'weight':
             return ops.broadcast_to(w, tuple(x.shape))
@@ -264,6 +272,9 @@ class MuLawQuantizer(Quantizer):
             raise ValueError(f'{self.name}: not built; call the model once before export')
         if values is not None and float(ops.convert_to_numpy(self.initialized)) == 0:
             self(ops.convert_to_tensor(values, dtype='float32'))  # weights: α and tables from the values
+        if float(ops.convert_to_numpy(self.initialized)) == 0:
+            raise ValueError(f'{self.name}: its range α was never set (no training step and no calibration); '
+                             'run hgq.training.calibrate(model, x) before export')
         levels = np.asarray(ops.convert_to_numpy(self.levels), dtype=np.float64)
         thresholds = np.asarray(ops.convert_to_numpy(self.thresholds), dtype=np.float64)
         code_bits = ceil_log2_np(np.max(np.abs(levels)) * 2.0 ** self.level_frac_bits + 1)
@@ -291,7 +302,7 @@ class MuLawQuantizer(Quantizer):
         if self.role == 'activation' and float(ops.convert_to_numpy(self.initialized)) == 0:
             m = float(ops.convert_to_numpy(self.abs_max))
             if m > 0:
-                self.alpha.assign(max(m, 2.0 ** -self.level_frac_bits))
+                self.alpha_base.assign(max(m, 2.0 ** -self.level_frac_bits))
                 self.initialized.assign(1.0)
         self.refresh()
 
