@@ -71,6 +71,41 @@ def cmd_import_qkeras(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ptq(args: argparse.Namespace) -> int:
+    from hgq.training import exact_ebops
+    from hgq.training.files import save_model_atomic
+    from hgq.workflow.files import check_checkpoint, load_array, load_checkpoint
+    from hgq.workflow.ptq import PTQError, parse_options, quantize_model, scheme_spec
+
+    try:
+        if not str(args.out).endswith('.keras'):
+            raise PTQError(f'OUT {args.out!r} must end with .keras (a Keras checkpoint)')
+        if args.samples < 1:
+            raise PTQError(f'--samples {args.samples} must be >= 1')
+        activations = scheme_spec(args.scheme, args.bits, parse_options(args.option, '--option'))
+        weights = scheme_spec(args.weight_scheme or args.scheme,
+                              args.weight_bits if args.weight_bits is not None else args.bits,
+                              parse_options(args.weight_option, '--weight-option'))
+        check_checkpoint(args.float_model)
+        calibration = load_array(args.calibration)[:args.samples]
+        float_model = load_checkpoint(args.float_model, compile=False)
+        print(f'quantizing {args.float_model}: weights {weights or "hgq"}, activations {activations or "hgq"}, '
+              f'calibrating on {len(calibration)} samples from {args.calibration}', flush=True)
+        model = quantize_model(float_model, weights=weights, activations=activations, calibration=calibration)
+    except ValueError as e:  # PTQError, BadFileError, a scheme's own argument errors: all name what is wrong
+        print(f'hgq ptq: {e}', file=sys.stderr)
+        return 2
+    import numpy as np
+
+    diff = np.abs(np.asarray(float_model.predict(calibration, verbose=0), np.float64)
+                  - np.asarray(model.predict(calibration, verbose=0), np.float64))
+    save_model_atomic(model, args.out)
+    print(f'max |hgq - float| on the calibration samples: {diff.max():.4g} (mean {diff.mean():.4g}); '
+          f'EBOPs {float(exact_ebops(model)):.0f}')
+    print(f'wrote {args.out}; next: hgq export {args.out} DIR, or fine-tune it with model.fit (QAT)')
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from hgq.workflow import ConfigError, find_project, train
 
@@ -122,23 +157,54 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from hgq.export.tools import ToolNotFoundError
     from hgq.workflow import ConfigError, find_project
     from hgq.workflow.config import read_yaml
-    from hgq.workflow.sweep import run_serial
+    from hgq.workflow.sweep import plan, run_serial
 
-    if not args.serial:
-        print("hgq sweep: the Ray engine is not built yet; run the trials one after another with --serial "
-              "(Ray, when it lands: pip install 'hgq[sweep]')", file=sys.stderr)
+    if args.synth < 0 or args.jobs < 1 or args.retries < 0 or (args.num_cpus is not None and args.num_cpus < 1):
+        print('hgq sweep: --synth must be >= 0, --jobs >= 1, --retries >= 0 and --num-cpus >= 1', file=sys.stderr)
         return 2
+    if args.serial and args.address:
+        print('hgq sweep: --serial runs here without Ray; leave out --address (or --serial)', file=sys.stderr)
+        return 2
+    failed = ''
     try:
         project = find_project(args.project)
         sweep = read_yaml(args.sweep)
         out = Path(args.out or f'runs/{project.name}_sweep')
-        folders = run_serial(project, sweep, out, config_path=args.base)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
+        trials = plan(project, sweep, out, config_path=args.base)
+        if args.report_only:
+            pass
+        elif args.serial:
+            run_serial(project, sweep, out, config_path=args.base)
+        else:
+            from hgq.workflow.sweep_ray import SweepError, run_ray
+
+            try:
+                run_ray(project, sweep, out, config_path=args.base, address=args.address, local_cpus=args.num_cpus,
+                        retries=args.retries)
+            except SweepError as e:
+                failed = str(e)
+        if args.no_report:
+            print(f'{len(trials)} trials in {out}')
+            return 0
+        from hgq.workflow.sweep_report import write_sweep_report
+
+        report = write_sweep_report(trials, out, synth=args.synth, jobs=args.jobs, title=project.name)
+    except (ConfigError, FileNotFoundError, ToolNotFoundError, ValueError) as e:
         print(f'hgq sweep: {e}', file=sys.stderr)
         return 2
-    print(f'{len(folders)} trials in {out}')
+    except KeyboardInterrupt:
+        return 130
+    from hgq.workflow.sweep_report import front_markdown
+
+    print(front_markdown(report['front'], report['trials']))
+    done = sum(t['done'] for t in report['trials'])
+    print(f'{done}/{len(trials)} trials done in {out}; merged report: {out / "report" / "sweep.md"}')
+    if failed:
+        print(f'hgq sweep: {failed}', file=sys.stderr)
+        return 1
     return 0
 
 
@@ -162,6 +228,18 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument('--base', metavar='FILE', help="the config the overrides apply to (default: config.yaml)")
     sweep.add_argument('--out', metavar='DIR', help='folder of the trial run folders (default runs/PROJECT_sweep)')
     sweep.add_argument('--serial', action='store_true', help='run trials one after another, without Ray')
+    sweep.add_argument('--address', metavar='ADDR', help='join a Ray cluster: ray://HOST:10001, HOST:6379 or auto '
+                       '(default: start a local Ray instance with resources.local_cpus CPUs)')
+    sweep.add_argument('--num-cpus', type=int, metavar='N', help='CPUs of the local Ray instance (overrides '
+                       'resources.local_cpus)')
+    sweep.add_argument('--retries', type=int, default=3, metavar='N', help='times a trial whose worker died is '
+                       'retried, each resuming after its last saved epoch (default 3)')
+    sweep.add_argument('--report-only', action='store_true', help='train nothing; write the merged report of the '
+                       'trials so far')
+    sweep.add_argument('--no-report', action='store_true', help='skip the merged report')
+    sweep.add_argument('--synth', type=int, default=0, metavar='K', help='synthesize K global-front points (Yosys '
+                       'LUTs, accuracy vs LUTs; needs the RTL tools)')
+    sweep.add_argument('--jobs', type=int, default=2, metavar='J', help='parallel jobs of each synthesis')
     sweep.set_defaults(run=cmd_sweep)
 
     report = sub.add_parser('report', help='evaluate, plot (and synthesize) the Pareto checkpoints of a run',
@@ -195,6 +273,28 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument('model', help='a QKeras model saved with model.save (.h5 or .keras)')
     imp.add_argument('out', help='the .keras file to write')
     imp.set_defaults(run=cmd_import_qkeras)
+
+    ptq = sub.add_parser('ptq', help='quantize a trained float Keras model (PTQ) into an hgq model',
+                         description='Rebuild FLOAT_MODEL (Dense, Conv1D/2D, BatchNormalization, ReLU, pooling, '
+                         'Flatten, Reshape, Add, Concatenate, Dropout) from hgq layers with the same weights, '
+                         'quantize every weight slot with --weight-scheme and every activation slot with '
+                         '--scheme, calibrate on --samples inputs of --calibration and write OUT (exportable as '
+                         'it is, or fine-tuned with model.fit).')
+    ptq.add_argument('float_model', help='a .keras file of a trained float Keras 3 model')
+    ptq.add_argument('out', help='the .keras file to write')
+    ptq.add_argument('--calibration', metavar='FILE', required=True, help='.npy/.npz model inputs to calibrate on')
+    ptq.add_argument('--samples', type=int, default=64, metavar='N', help='use the first N calibration inputs '
+                     '(default 64)')
+    ptq.add_argument('--scheme', default='hgq', metavar='NAME', help='activation (and, without --weight-scheme, '
+                     'weight) scheme: hgq (default), lsq, ...')
+    ptq.add_argument('--bits', type=int, metavar='B', help='bits of --scheme (schemes with a fixed width)')
+    ptq.add_argument('--option', action='append', metavar='KEY=VALUE', help='another argument of the activation '
+                     'scheme (repeatable), e.g. --option round_mode=RND')
+    ptq.add_argument('--weight-scheme', metavar='NAME', help='weight scheme if not --scheme: hgq, lsq, post, ...')
+    ptq.add_argument('--weight-bits', type=int, metavar='B', help='bits of the weight scheme (default --bits)')
+    ptq.add_argument('--weight-option', action='append', metavar='KEY=VALUE', help='another argument of the '
+                     'weight scheme (repeatable), e.g. --weight-option base=pow2')
+    ptq.set_defaults(run=cmd_ptq)
 
     synth = sub.add_parser('synth', help='RTL, Verilator check, Yosys synthesis and a resource report',
                            description='Write Verilog of a checkpoint (da4ml), check a Verilator simulation of it '

@@ -220,7 +220,8 @@ def markdown(report: dict[str, Any]) -> str:
         parts += [f'Check: {check["simulator"]} vs the exact emulator (`hgq.ir.predict`) on {check["inputs"]:,} '
                   f'inputs ({check["random"]:,} random over twice each input quantizer\'s range, '
                   f'{check["calibration"]:,} calibration), both fed the inputs as the RTL port carries them '
-                  f'(truncated to its grid; {check["port_wrapped_values"]:,} values beyond its range wrapped): '
+                  f'(truncated to its grid; {check["port_wrapped_values"]:,} values beyond its range wrapped or '
+                  f'saturated): '
                   f'**{check["mismatches"]} mismatches in {check["outputs"]:,} outputs**. The port itself: the '
                   f'emulator fed the float inputs differs in {check["port_effect_outputs"]:,} outputs. The '
                   f'simulated Verilog (`{check["sim_dir"]}`) is byte for byte that of `{report["rtl_dir"]}`.', '']

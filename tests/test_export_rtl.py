@@ -479,7 +479,7 @@ def test_unsupported_operation_and_rounding_name_the_layer(rtl: Any, tmp_path: P
     with pytest.raises(NotImplementedError, match=r"layer_q2.*RND_CONV.*TRN, RND"):
         rtl.trace_da4ml(g)
     g = Graph([Node('x', 'input', [], (4,)), Node('r', 'relu', ['x'], (4,), source='my_relu')], ['x'], ['r'])
-    with pytest.raises(ValueError, match=r'my_relu.*feeds .relu. directly.*quantizer'):
+    with pytest.raises(ValueError, match=r'my_relu.*feeds a .relu. directly.*quantizer'):
         rtl.trace_da4ml(g)
     with pytest.raises(TypeError, match='hgq.ir.Graph'):
         rtl.trace_da4ml('not a graph')

@@ -123,3 +123,23 @@ def test_avg_pool_table_and_add_bounds_contain_brute_force():
         info = infos[name]
         k, i, f = info.fmt.k, info.fmt.i, info.fmt.f
         assert np.all(info.hi <= 2.0**i - 2.0**-f) and np.all(info.lo >= -k * 2.0**i), name
+
+
+def test_mul_bounds_equal_brute_force_with_broadcasting():
+    """A variable × variable product (the op ASQ's per-sample step and softmax build on), incl. x·x."""
+    fmt = (1, 1, 1)  # codes -4..3
+    shape = (3,)
+    nodes = _quantize(shape, fmt) + [
+        Node('s', 'reshape', ['q'], (3, 1)),
+        Node('m', 'mul', ['q', 'q'], shape),                    # x·x: correlated, only contained
+        Node('b', 'mul', ['s', 'q'], (3, 3)),                   # (3,1)·(3,): an outer product (diagonal x·x)
+    ]
+    graph = Graph(nodes, ['x'], ['m', 'b'])
+    x = _every_input(shape, fmt)
+    _assert_tight(graph, x, loose=('m', 'b'))
+    got = emulator.run(graph, x, return_all=True)['b'].values()
+    np.testing.assert_array_equal(got, x[:, :, None] * x[:, None, :])
+    lo, hi = analysis.analyze(graph)['b'].lo, analysis.analyze(graph)['b'].hi
+    off = ~np.eye(3, dtype=bool)  # independent pairs: the corner products are reached
+    np.testing.assert_array_equal(lo[off], got.min(axis=0)[off])
+    np.testing.assert_array_equal(hi[off], got.max(axis=0)[off])

@@ -39,7 +39,7 @@ def test_config_target_replaces_the_beta_schedule():
 
 @pytest.mark.parametrize('given, match', [
     ({'trainig': {}}, r"unknown key 'trainig'; valid keys: data, model, synth, training"),
-    ({'training': {'epoch': 3}}, r"training: unknown key 'epoch'; valid keys: batch_size, beta, epochs"),
+    ({'training': {'epoch': 3}}, r"training: unknown key 'epoch'; valid keys: batch_size, beta, cost, epochs"),
     ({'model': {'hiden': 3}}, r"model: unknown key 'hiden'; valid keys: hidden"),
     ({'training': {'epochs': 0}}, r'training.epochs = 0: expected an integer >= 1'),
     ({'training': {'beta': {'schedule': 'cubic'}}}, r'schedule one of constant, linear, log'),
@@ -229,3 +229,15 @@ def test_demo_names_missing_system_tools(monkeypatch):
     real = shutil_module.which
     monkeypatch.setattr(shutil_module, 'which', lambda tool: None if tool == 'yosys' else real(tool))
     assert demo.missing_system_tools() == ['yosys']
+
+
+def test_train_with_the_lut_cost_logs_both_costs(tmp_path):
+    """A run with training.cost: luts trains and logs both costs (the loss term itself: tests/test_lut_cost.py)."""
+    project = find_project(TOY)
+    config = project.config()
+    config['training'].update(cost='luts', epochs=2, float_epochs=0)
+    train(project, config, tmp_path / 'run')
+    header, *rows = (tmp_path / 'run' / 'history.csv').read_text().splitlines()
+    columns = header.split(',')
+    assert 'lut_estimate' in columns and 'ebops' in columns and len(rows) == 2
+    assert all(float(r.split(',')[columns.index('lut_estimate')]) > 0 for r in rows)

@@ -49,13 +49,12 @@ def export_hls4ml(graph: Graph, output_dir: str | os.PathLike, backend: str = 'V
         project_name: the HLS top function's name.
         part, clock_period: passed to hls4ml's backend configuration (default part: hls4ml's).
         compile: build the C-simulation library with g++ (needed for `.predict`); else only write.
-        input_precision: the input port type, e.g. 'ap_fixed<32,16>'. Default: derived from the
-            first quantizer so that the model is exact for every float64 input — TRN at one
-            fractional bit below the quantizer's (its rounding then sees every bit it can use),
-            and WRAP modulo, or SAT one integer bit above, the quantizer's range (its own overflow
-            then decides). For rounding modes other than TRN/RND the port keeps 24 more fractional
-            bits: exact for inputs with at most that many; an input feeding both WRAP and SAT
-            quantizers saturates 17 integer bits above them: exact below that.
+        input_precision: the input port type, e.g. 'ap_fixed<32,16>'. Default: the port of
+            `hgq.ir.ports.input_port`, the one policy the RTL backend shares (signed; TRN to one
+            fraction bit below an RND quantizer's, 24 below for RND_CONV & co.; WRAP when every
+            first quantizer wraps, else SAT 3 integer bits above them), so the model is exact
+            for every float64 input (RND_CONV & co.: inputs with at most 24 more fraction bits;
+            an input feeding both WRAP and SAT quantizers: below 2^16 times their range).
         reuse_factor, strategy: hls4ml's ReuseFactor and Strategy for every layer ('Latency';
             'Resource' was checked exact too, on the 16-64-32-5 MLP with reuse factor 4).
 
@@ -86,7 +85,7 @@ def export_hls4ml(graph: Graph, output_dir: str | os.PathLike, backend: str = 'V
                                                backend=BACKENDS[key], part=part, clock_period=clock_period,
                                                io_type=io_type)
     config['HLSConfig'] = _hls_config(built, reuse_factor, strategy)
-    if any(layer['class_name'] in ('HGQEncode', 'HGQDecode') for layer in built.layers):
+    if any(layer['class_name'].startswith('HGQ') for layer in built.layers):
         register_indexed_layers()
     model = ModelGraph.from_layer_list(config, built.layers, inputs=built.inputs, outputs=built.outputs)
     check_types(model, built)

@@ -32,17 +32,18 @@ import numpy as np
 
 from ..ir import ranges as R
 from ..ir.graph import Format, Graph, Node
+from ..ir.ports import input_port
 from ..ir.ranges import Range, exact_ranges
 from ..quantizers.fixed_point import quantize_np
+from ..quantizers.indexed import exact_fraction_bits
 from . import hls4ml_types as T
 from .hls4ml_types import FixedType
 
 MAX_TABLE_INDEX_BITS = 20
 EXACT_TABLE_MAX_WIDTH = 64
-OTHER_ROUND_EXTRA_F = 24  # input fractional bits beyond the first quantizer's for RND_CONV & co.
 
 SUPPORTED_OPS = ('input', 'quantize', 'dense', 'conv', 'affine', 'relu', 'encode', 'decode', 'table', 'max_pool',
-                 'avg_pool', 'add', 'concat', 'reshape')
+                 'avg_pool', 'add', 'mul', 'scaled_encode', 'concat', 'reshape')
 
 
 @dataclass
@@ -171,25 +172,8 @@ class Converter:
                              '(hgq.layers.QQuantize, or a layer with an input quantizer)')
         if self.input_precision is not None:
             return _parse_type(self.input_precision, f'input_precision for {node.name!r}')
-        big_i, big_f, modes = -(1 << 30), -(1 << 30), set()
-        for c in consumers:
-            fmt = c.attrs['fmt'].broadcast(c.shape)
-            live = (fmt.k + fmt.i + fmt.f) > 0
-            if not live.any():
-                continue
-            extra = {'TRN': 0, 'RND': 1}.get(c.attrs['round_mode'], OTHER_ROUND_EXTRA_F)
-            big_i = max(big_i, int((fmt.k + fmt.i)[live].max()))
-            big_f = max(big_f, int(fmt.f[live].max()) + extra)
-            modes.add('WRAP' if c.attrs['overflow_mode'] == 'WRAP' else 'SAT')
-        if not modes:
-            return FixedType(1, 0, 1)
-        if modes == {'WRAP'}:
-            # wrapping modulo 2^I (I >= every element's k+i) before the element's own wrap changes nothing
-            return FixedType(1, big_i - 1, big_f, 'TRN', 'WRAP')
-        # saturating one integer bit above every element's range before the element's own saturation
-        # changes nothing; mixed WRAP/SAT consumers get 16 more bits of headroom (exact below 2^(I+16))
-        headroom = 1 if modes == {'SAT'} else 17
-        return FixedType(1, big_i - 1 + headroom, big_f, 'TRN', 'SAT')
+        port = input_port(self.graph, node.name)
+        return FixedType(1, port.i, port.f, 'TRN', port.overflow)
 
     def op_quantize(self, node: Node) -> Tensor:
         src = self.arg(node)
@@ -379,6 +363,50 @@ class Converter:
                               'inputs': [acc.layer, b.layer], 'output_shape': list(node.shape)}, result=t)
             acc = Tensor(name, t, rng, True)
         return acc
+
+    def op_mul(self, node: Node) -> Tensor:
+        """Variable × variable: hls4ml's Merge multiply, its result type holding the exact product."""
+        args = [self.tensors[n] for n in node.inputs]
+        if len(args) == 2 and args[0].range.shape == tuple(node.shape) and int(np.prod(args[1].range.shape)) == 1:
+            return self.scale_by_scalar(node, args[0], args[1])
+        if any(a.range.shape != tuple(node.shape) for a in args):
+            raise NotImplementedError(f'{T.node_source(node)}: hls4ml multiplies tensors of one shape only; got '
+                                      f'{[a.range.shape for a in args]} for {tuple(node.shape)} (broadcasting is '
+                                      'exact in the emulator and the RTL backend)')
+        acc = args[0]
+        for j, b in enumerate(args[1:]):
+            rng = R.mul_ranges([acc.range, b.range], tuple(node.shape))
+            t = T.container(rng)
+            base = node.name if j == len(args) - 2 else f'{node.name}_part{j}'
+            name = self.emit({'name': self.name(base), 'class_name': 'Merge', 'op': 'multiply',
+                              'inputs': [acc.layer, b.layer], 'output_shape': list(node.shape)}, result=t)
+            acc = Tensor(name, t, rng, True)
+        return acc
+
+    def scale_by_scalar(self, node: Node, x: Tensor, beta: Tensor) -> Tensor:
+        """x·β with one β per sample (ASQ's step): our HGQScale layer, its result type holding the exact product."""
+        self.require_parallel(node, 'a product with a per-sample scalar')
+        rng = self.ranges[node.name]
+        out_t = T.container(rng)
+        name = self.emit({'name': self.name(node.name), 'class_name': 'HGQScale', 'inputs': [x.layer, beta.layer],
+                          'n_in': int(np.prod(node.shape))}, result=out_t)
+        return Tensor(name, out_t, rng, True)
+
+    def op_scaled_encode(self, node: Node) -> Tensor:
+        """code·2^e, code = offset + #{j : x >= c_j·β}: our HGQScaledEncode layer (exact ap_fixed products)."""
+        self.require_parallel(node, 'an adaptive-step quantizer (ASQ)')
+        x, beta = self.arg(node, 0), self.arg(node, 1)
+        c = np.asarray(node.attrs['coefficients'], np.float64)
+        c_type = T.container(R.constant_range(c, np.full(c.shape, max(int(exact_fraction_bits(c)), 0))))
+        rng = self.ranges[node.name]
+        out_t = T.container(rng)
+        offset, n = int(node.attrs['offset']), len(c)
+        code_bits = max(abs(offset), abs(offset + n)).bit_length() + 2
+        name = self.emit({'name': self.name(node.name), 'class_name': 'HGQScaledEncode',
+                          'inputs': [x.layer, beta.layer], 'n_in': int(np.prod(node.shape)), 'n_thresholds': n,
+                          'offset': offset, 'step_exponent': int(node.attrs['step_exponent']),
+                          'code_bits': code_bits, 'coefficients_data': c}, coefficients=c_type, result=out_t)
+        return Tensor(name, out_t, rng)
 
     def op_concat(self, node: Node) -> Tensor:
         args = [self.tensors[n] for n in node.inputs]

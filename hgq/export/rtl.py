@@ -12,13 +12,13 @@ combinational logic (adder graphs from da4ml's constant-matrix solver), and
 `da4ml.codegen.RTLModel` writes Verilog, optionally cut into pipeline stages (`latency_cutoff`).
 
 The input port. The IR's input carries real numbers; hardware carries fixed-point words. Each graph
-input gets a port format (`port_formats`; `PortFormat.describe()` states it): by default signed and
-uniform over the tensor, f = the finest first quantizer's f (+1 for RND), i = its widest i
-(+3 bits for SAT quantizers, so that inputs up to 8x beyond the calibrated range saturate as in the
-emulator). The port takes the word as is (WRAP, TRN: all a port can do), then the IR's own first
-quantizer runs in hardware. For every input that the port carries exactly, the RTL equals
-`hgq.ir.predict` bit for bit; `RTLProject.predict` refuses other inputs (`strict=True`), or with
-`strict=False` truncates them to the port grid as the hardware would. Pass `input_format=(k, i, f)`
+input gets a port format (`port_formats`; `PortFormat.describe()` states it): by default the one
+policy of `hgq.ir.ports.input_port`, which the hls4ml backend shares (signed, uniform over the tensor,
+f = the finest first quantizer's f (+1 for RND), i = its widest, +3 bits when it saturates so that
+inputs up to 8x beyond the calibrated range saturate as in the emulator). The port takes the word as
+is, then the IR's own first quantizer runs in hardware. For every input that the port carries exactly,
+the RTL equals `hgq.ir.predict` bit for bit; `RTLProject.predict` refuses other inputs (`strict=True`),
+or with `strict=False` converts them as the port states (TRN, then its WRAP/SAT). Pass `input_format=(k, i, f)`
 to choose the port yourself.
 
 Limits (da4ml 0.6): rounding modes TRN and RND only (others raise NotImplementedError naming the layer);
@@ -168,13 +168,13 @@ class RTLProject:
             if strict and not ok.all():
                 raise ValueError(f'{int((~ok).sum())} of {ok.size} input values are not exactly representable on '
                                  f'the port ({port.describe()}); quantize them to the port format, pass '
-                                 'input_format= to write_rtl, or predict(..., strict=False) to truncate and wrap as '
-                                 'the hardware would')
+                                 'input_format= to write_rtl, or predict(..., strict=False) to convert them as the '
+                                 'port states (TRN, then its overflow mode; see hgq.ir.ports)')
             if not strict:
                 from ..quantizers.fixed_point import quantize_np
 
                 k, i, f = (np.broadcast_to(a, port.shape) for a in (port.fmt.k, port.fmt.i, port.fmt.f))
-                x = quantize_np(x, k, i, f, 'TRN', 'WRAP')
+                x = quantize_np(x, k, i, f, 'TRN', port.overflow)
             flat.append(x.reshape(len(x), -1))
         return np.concatenate(flat, axis=1)
 

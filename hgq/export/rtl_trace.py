@@ -48,13 +48,11 @@ import numpy as np
 
 from ..ir.graph import Format, Graph, Node
 from ..ir.intmath import round_divide
+from ..ir.ports import input_port
 from ..ir.windows import conv_windows, pool_windows
 from ..quantizers.fixed_point import quantize_np
 from ..quantizers.modes import check_overflow_mode, check_round_mode
 
-#: integer bits added above the widest saturating input quantizer in the default port format, so
-#: that inputs up to 2^3 = 8x beyond the calibrated range still reach the quantizer and saturate
-INPUT_HEADROOM_BITS = 3
 DA4ML_ROUND_MODES = ('TRN', 'RND')
 #: da4ml represents constants with at most 32 fractional bits (`_const_f`) and the constant-matrix
 #: solver reads float32 matrices; constants outside these bounds are refused rather than rounded
@@ -72,6 +70,8 @@ class PortFormat:
     name: str
     shape: tuple[int, ...]
     fmt: Format
+    #: how floats beyond the port's range become words (`predict(strict=False)`): see hgq.ir.ports
+    overflow: str = 'WRAP'
 
     @property
     def width(self) -> int:
@@ -102,29 +102,9 @@ def _consumers(graph: Graph, name: str) -> list[Node]:
 
 
 def default_port_format(graph: Graph, name: str) -> Format:
-    """Signed, uniform over the tensor: f = the finest quantizer's f (+1 bit for RND: its rounding sees the
-    half-step bit), i = the widest quantizer's i (+INPUT_HEADROOM_BITS for SAT/SAT_SYM: larger inputs saturate)."""
-    node = graph.node(name)
-    f_port, i_port = None, None
-    for q in _consumers(graph, name):
-        if q.op != 'quantize':
-            raise ValueError(f'{q.source or q.name}: graph input {name!r} feeds {q.op!r} directly; start the model '
-                             'with a quantizer (every hgq weighted layer quantizes its own input)')
-        fmt = q.attrs['fmt'].broadcast(node.shape)
-        live = fmt.width > 0
-        if not live.any():
-            continue
-        rnd = check_round_mode(q.attrs['round_mode'])
-        sat = check_overflow_mode(q.attrs['overflow_mode']) != 'WRAP'
-        f = int(fmt.f[live].max()) + (rnd != 'TRN')
-        i = int(fmt.i[live].max()) + (INPUT_HEADROOM_BITS if sat else 0)
-        f_port = f if f_port is None else max(f_port, f)
-        i_port = i if i_port is None else max(i_port, i)
-    if f_port is None:  # every element pruned: a 1-bit port that nothing reads
-        f_port, i_port = 0, 0
-    if i_port + f_port + 1 <= 0:
-        i_port = -f_port
-    return Format.of(1, i_port, f_port, node.shape)
+    """The port of `hgq.ir.ports.input_port` (the one policy both backends share), as a per-element Format."""
+    port = input_port(graph, name)
+    return Format.of(1, port.i, port.f, graph.node(name).shape)
 
 
 def port_formats(graph: Graph, input_format: Any = None) -> list[PortFormat]:
@@ -143,8 +123,10 @@ def port_formats(graph: Graph, input_format: Any = None) -> list[PortFormat]:
     ports = []
     for name, spec in zip(graph.inputs, specs):
         shape = graph.node(name).shape
+        overflow = 'WRAP'
         if spec is None:
             fmt = default_port_format(graph, name)
+            overflow = input_port(graph, name).overflow
         elif isinstance(spec, Format):
             fmt = spec.broadcast(shape)
         else:
@@ -153,7 +135,7 @@ def port_formats(graph: Graph, input_format: Any = None) -> list[PortFormat]:
             raise ValueError(f'input_format for {name!r}: k must be 0 or 1')
         if np.any(fmt.width <= 0):
             raise ValueError(f'input_format for {name!r}: every element needs k + i + f >= 1 bits')
-        ports.append(PortFormat(name, shape, fmt))
+        ports.append(PortFormat(name, shape, fmt, overflow))
     return ports
 
 
@@ -500,6 +482,21 @@ def _op_encode(node: Node, args: list[Any]) -> Any:
     return _fva(_with_zero_consts(out, x), x)
 
 
+def _op_scaled_encode(node: Node, args: list[Any]) -> Any:
+    """code·2^e, code = offset + #{j : x >= c_j·β}: n constant products of the one β, then a comparison per
+    element and threshold (the sign of x - c_j·β), summed; the power of two is a free shift."""
+    x, beta = _raw(args[0]), _raw(args[1]).ravel()[0]
+    scale = 2.0 ** int(node.attrs['step_exponent'])
+    thresholds = [beta * float(c) for c in node.attrs['coefficients']]
+    out = np.empty(node.shape, dtype=object)
+    for idx in np.ndindex(node.shape):
+        y: Any = float(node.attrs['offset'])
+        for t in thresholds:
+            y = (x[idx] >= t) + y
+        out[idx] = y * scale
+    return _fva(_with_zero_consts(out, args[0]), args[0])
+
+
 def _op_decode(node: Node, args: list[Any]) -> Any:
     """Level per element: a ROM over the indices the element can take."""
     x = args[0]
@@ -567,6 +564,15 @@ def _op_add(node: Node, args: list[Any]) -> Any:
     return y
 
 
+def _op_mul(node: Node, args: list[Any]) -> Any:
+    """Variable × variable: da4ml's exact multiplier (`vmul`), with numpy broadcasting as the emulator."""
+    rank = len(node.shape)
+    y = args[0].reshape((1,) * (rank - len(args[0].shape)) + tuple(args[0].shape))
+    for t in args[1:]:
+        y = y * t.reshape((1,) * (rank - len(t.shape)) + tuple(t.shape))
+    return y
+
+
 def _op_concat(node: Node, args: list[Any]) -> Any:
     return np.concatenate(args, axis=node.attrs['axis'])
 
@@ -578,7 +584,8 @@ def _op_reshape(node: Node, args: list[Any]) -> Any:
 OPS: dict[str, Callable[[Node, list[Any]], Any]] = {
     'quantize': _op_quantize, 'dense': _op_dense, 'conv': _op_conv, 'affine': _op_affine, 'relu': _op_relu,
     'encode': _op_encode, 'decode': _op_decode,
-    'table': _op_table, 'max_pool': _op_max_pool, 'avg_pool': _op_avg_pool, 'add': _op_add, 'concat': _op_concat,
+    'table': _op_table, 'max_pool': _op_max_pool, 'avg_pool': _op_avg_pool, 'add': _op_add, 'mul': _op_mul,
+    'scaled_encode': _op_scaled_encode, 'concat': _op_concat,
     'reshape': _op_reshape,
 }
 

@@ -1,281 +1,448 @@
 """Import a QKeras model (legacy `.h5` or qkeras-v3 `.keras`) as an hgq model, without importing QKeras,
 TensorFlow or Keras 2: the file is read with h5py/zipfile and every QKeras quantizer becomes a fixed,
-non-trainable hgq quantizer computing the same values.
+non-trainable hgq quantizer computing the same values (docs/qkeras.md, docs/qkeras-import.md).
 
-Why fixed formats: QKeras `quantized_bits(bits, integer, keep_negative, symmetric)` with alpha=1 is the
-fixed-point format k=keep_negative, i=integer, f=bits-keep_negative-integer, rounding half to even
-(tf.round) and saturating; `quantized_relu(bits, integer)` is k=0 of the same. Weights are quantized here,
-once, in numpy, and stored exactly; activations keep QKeras' rounding (RND_CONV) at run time.
-
-Status (first cut): sequential chains of InputLayer, QDense, QActivation, Activation(relu/linear), Flatten.
-Anything else raises QKerasImportError naming the layer and the argument, listing what is supported.
+How it stays exact:
+- activation quantizers (QActivation, a Q layer's `activation=`) become FixedQuantizer(k, i, f,
+  RND_CONV, SAT or SAT_SYM), what QKeras computes (round half to even, then clip);
+- weights are quantized here, once, in float64 (exact), including power-of-two alpha, quantized_po2 and the
+  batch-norm folding of QDenseBatchnorm/QConv2DBatchnorm (computed in float32 in QKeras' own operation
+  order); where QKeras' float32 last bits could change a rounding decision, the import refuses;
+- every tensor carries an exact value range and step (a Span); a Dense/Conv input quantizer is then a
+  covering format, the identity on its input (TRN/WRAP, no rounding or overflow can occur).
+QKeras computes in float32: its sums are exact while every accumulator fits 24 bits; a wider one is
+reported with a warning, since QKeras' own result may then be rounded.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import re
-import zipfile
+import math
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-SUPPORTED_LAYERS = ('InputLayer', 'QDense', 'QActivation', 'Activation', 'Flatten')
-SUPPORTED_QUANTIZERS = ('quantized_bits(bits, integer, keep_negative, symmetric, alpha=None|1)',
-                        'quantized_relu(bits, integer, negative_slope=0)')
+from .qkeras_files import QKerasImportError, Weights, layer_list, read_qkeras_file
+from .qkeras_quantizers import (
+    SUPPORTED_QUANTIZERS,
+    covering_format,
+    frac_bits,
+    qkeras_format,
+    qkeras_quantizer,
+    quantize_po2_weights,
+    quantize_qkeras_np,
+    weight_format,
+)
+
+__all__ = ['QKerasImportError', 'SUPPORTED_LAYERS', 'SUPPORTED_QUANTIZERS', 'build_model', 'import_qkeras',
+           'qkeras_format', 'quantize_qkeras_np', 'read_qkeras_file']
+
+SUPPORTED_LAYERS = ('InputLayer', 'QActivation', 'Activation(relu|linear)', 'QDense', 'QConv1D', 'QConv2D',
+                    'QDenseBatchnorm', 'QConv2DBatchnorm', 'MaxPooling1D', 'MaxPooling2D',
+                    'AveragePooling1D/2D and QAveragePooling2D (valid, power-of-two pool area)', 'Add',
+                    'Concatenate', 'Flatten', 'Reshape', 'ReLU', 'Dropout')
+
+FLOAT32_MANTISSA = 24
 
 
-class QKerasImportError(ValueError):
-    """A QKeras file or feature this importer cannot reproduce exactly."""
+@dataclass(frozen=True)
+class Span:
+    """Exact value range [lo, hi] of a tensor, all values multiples of 2^-f."""
+
+    lo: float
+    hi: float
+    f: int
+
+    def kif(self) -> tuple[int, int, int]:
+        return covering_format(self.lo, self.hi, self.f)
+
+    @staticmethod
+    def of_format(k: int, i: int, f: int, overflow: str = 'SAT') -> Span:
+        lo = -k * 2.0 ** i + (2.0 ** -f if overflow == 'SAT_SYM' and k else 0.0)
+        return Span(lo, 2.0 ** i - 2.0 ** -f, f)
 
 
-# ---------------------------------------------------------------- reading files
-
-def read_qkeras_file(path: str | Path) -> tuple[dict[str, Any], dict[str, list[np.ndarray]]]:
-    """(model config, {layer name: [weights in layer order]}) from a `.h5` or `.keras` QKeras file."""
-    import h5py
-
-    path = Path(path)
-    if not path.is_file():
-        raise QKerasImportError(f'{path}: no such file')
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as z:
-            names = set(z.namelist())
-            if 'config.json' not in names or 'model.weights.h5' not in names:
-                raise QKerasImportError(f'{path}: a .keras zip needs config.json and model.weights.h5')
-            config = json.loads(z.read('config.json'))
-            blob = io.BytesIO(z.read('model.weights.h5'))
-        with h5py.File(blob, 'r') as h:
-            weights = _keras3_weights(h, config)
-        return config, weights
-    try:
-        h = h5py.File(path, 'r')
-    except OSError as err:
-        raise QKerasImportError(f'{path}: neither a .keras zip nor an HDF5 file ({err})') from err
-    with h:
-        if 'model_config' not in h.attrs or 'model_weights' not in h:
-            raise QKerasImportError(f'{path}: a legacy .h5 model needs the model_config attribute and '
-                                    'model_weights group (saved with model.save, not save_weights)')
-        raw = h.attrs['model_config']
-        config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-        weights = _legacy_weights(h['model_weights'])
-    return config, weights
+def _refuse_layer(name: str, cls: str, why: str = 'is not supported') -> QKerasImportError:
+    return QKerasImportError(f'{name}: layer {cls} {why}; supported: {", ".join(SUPPORTED_LAYERS)}')
 
 
-def _legacy_weights(group: Any) -> dict[str, list[np.ndarray]]:
-    out = {}
-    for layer in group:
-        names = [n.decode() if isinstance(n, bytes) else n for n in group[layer].attrs.get('weight_names', [])]
-        out[layer] = [np.asarray(group[layer][n]) for n in names]
-    return out
+# ---------------------------------------------------------------- graph
+
+def _history(obj: Any, out: list[str]) -> None:
+    """Names of the layers whose tensors a Keras 3 node's args reference."""
+    if isinstance(obj, dict):
+        if obj.get('class_name') == '__keras_tensor__':
+            out.append(obj['config']['keras_history'][0])
+        else:
+            for v in obj.values():
+                _history(v, out)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            _history(v, out)
 
 
-def _keras3_weights(h: Any, config: dict[str, Any]) -> dict[str, list[np.ndarray]]:
-    out: dict[str, list[np.ndarray]] = {}
+def _inbound(spec: dict[str, Any], previous: str | None) -> list[str]:
+    name = spec.get('config', {}).get('name', '?')
+    if 'inbound_nodes' not in spec:  # Sequential
+        return [previous] if previous else []
+    nodes = spec['inbound_nodes']
+    if not nodes:
+        return []
+    if len(nodes) > 1:
+        raise QKerasImportError(f'{name}: a layer called {len(nodes)} times (shared layer) is not supported')
+    node = nodes[0]
+    if isinstance(node, dict):  # Keras 3
+        names: list[str] = []
+        _history(node.get('args', []), names)
+        return names
+    return [t[0] for t in node]  # Keras 2: [[layer, node index, tensor index, kwargs], ...]
 
-    def visit(name: str, obj: Any) -> None:
-        m = re.fullmatch(r'(?:.*/)?layers/([^/]+)/vars', name)
-        if m and hasattr(obj, 'keys'):
-            out[m.group(1)] = [np.asarray(obj[k]) for k in sorted(obj.keys(), key=int)]
 
-    h.visititems(visit)
-    return out
-
-
-# ---------------------------------------------------------------- quantizers
-
-def _parse_quantizer(layer: str, argument: str, spec: Any) -> tuple[str, dict[str, Any]] | None:
-    """(name, keyword arguments) of a QKeras quantizer given as a string or a serialized dict."""
-    if spec is None:
+def _endpoints(config: dict[str, Any], key: str) -> list[str] | None:
+    inner = config.get('config', {})
+    ends = inner.get(key) if isinstance(inner, dict) else None
+    if ends is None:
         return None
-    if isinstance(spec, dict):
-        name = spec.get('class_name', '')
-        kwargs = dict(spec.get('config', {}))
-    else:
-        m = re.fullmatch(r'\s*(\w+)\s*(?:\((.*)\))?\s*', str(spec))
-        if not m:
-            raise QKerasImportError(f'{layer}: {argument}={spec!r} is not a quantizer expression')
-        name, args = m.group(1), m.group(2) or ''
-        kwargs = _parse_args(layer, argument, name, args)
-    return name, kwargs
+    if ends and isinstance(ends[0], str):  # Keras 3 single endpoint: ['name', 0, 0]
+        return [ends[0]]
+    return [e[0] for e in ends]
 
 
-_POSITIONAL = {'quantized_bits': ('bits', 'integer', 'symmetric', 'keep_negative', 'alpha',
-                                  'use_stochastic_rounding'),
-               'quantized_relu': ('bits', 'integer', 'use_sigmoid', 'negative_slope', 'use_stochastic_rounding')}
+def build_model(config: dict[str, Any], weights: dict[str, Weights],
+                input_format: tuple[int, int, int] | None = None) -> Any:
+    """The hgq Keras 3 model computing what the QKeras model computes.
 
+    input_format: (k, i, f) of the model inputs, for models that feed the raw input into a QDense/QConv
+    (QKeras multiplies the float input; the hardware receives fixed-point words). The import is then exact
+    for inputs on that grid; the first layer's input quantizer truncates and wraps others (ap_fixed default).
+    """
+    import keras
 
-def _parse_args(layer: str, argument: str, name: str, text: str) -> dict[str, Any]:
-    import ast
+    in_span = None
+    if input_format is not None:
+        k, i, f = (int(v) for v in input_format)
+        if k not in (0, 1) or k + i + f < 1:
+            raise QKerasImportError(f'input_format={input_format!r} is not a (k, i, f) fixed-point format')
+        in_span = Span.of_format(k, i, f)
 
-    if name not in _POSITIONAL:
-        raise QKerasImportError(f'{layer}: {argument}: {name} is not supported; '
-                                f'supported: {", ".join(SUPPORTED_QUANTIZERS)}')
-    try:
-        call = ast.parse(f'f({text})', mode='eval').body
-        pos = [ast.literal_eval(a) for a in call.args]
-        kw = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
-    except (SyntaxError, ValueError) as err:
-        raise QKerasImportError(f'{layer}: {argument}={name}({text}) has arguments that are not literals') from err
-    order = _POSITIONAL.get(name, ())
-    if len(pos) > len(order):
-        raise QKerasImportError(f'{layer}: {argument}={name}({text}): unsupported positional arguments')
-    kw.update(zip(order, pos))
-    return kw
-
-
-#: arguments that change only gradients or bookkeeping, not the inference forward (qkeras 0.9.0 and
-#: qkeras-v3 1.2.1 `__init__`), and those that change it unless they keep their default
-_NO_EFFECT = {'var_name', 'use_ste', 'use_variables', 'is_quantized_clip',  # x_u: gradient path only
-              'scale_axis', 'elements_per_scale', 'min_po2_exponent', 'max_po2_exponent'}  # auto alpha only
-_MUST_BE_DEFAULT = {'qnoise_factor': (1, 1.0), 'relu_upper_bound': (None,), 'post_training_scale': (None,)}
-
-
-def _check_arguments(layer: str, argument: str, name: str, kw: dict[str, Any]) -> None:
-    """Refuse any argument we do not map exactly: an ignored argument would be a silent wrong answer."""
-    for key, value in kw.items():
-        if key in _POSITIONAL[name] or key in _NO_EFFECT:
+    tensors: dict[str, tuple[Any, Span | None]] = {}
+    inputs: dict[str, Any] = {}
+    pending: list[tuple[Any, np.ndarray, np.ndarray | None]] = []
+    previous: str | None = None
+    for spec in layer_list(config):
+        cls, cfg = spec.get('class_name', '?'), spec.get('config', {})
+        name = cfg.get('name', '?')
+        if cls == 'InputLayer':
+            shape = cfg.get('batch_input_shape') or cfg.get('batch_shape')
+            inputs[name] = keras.Input(shape=tuple(shape[1:]), name=name)
+            tensors[name] = (inputs[name], in_span)
+            previous = name
             continue
-        if key in _MUST_BE_DEFAULT:
-            if value not in _MUST_BE_DEFAULT[key]:
-                raise QKerasImportError(f'{layer}: {argument}: {name}({key}={value!r}) changes the forward and is '
-                                        f'not supported; use {key}={_MUST_BE_DEFAULT[key][0]!r}')
-            continue
-        raise QKerasImportError(f'{layer}: {argument}: {name} argument {key!r} is not known to this importer; '
-                                f'known: {", ".join(sorted({*_POSITIONAL[name], *_NO_EFFECT, *_MUST_BE_DEFAULT}))}')
-
-
-def qkeras_format(layer: str, argument: str, spec: Any) -> tuple[int, int, int, str] | None:
-    """(k, i, f, overflow) of the fixed-point format a QKeras quantizer computes, or an error."""
-    parsed = _parse_quantizer(layer, argument, spec)
-    if parsed is None:
-        return None
-    name, kw = parsed
-    if name in _POSITIONAL:
-        _check_arguments(layer, argument, name, kw)
-    if kw.get('use_stochastic_rounding'):
-        raise QKerasImportError(f'{layer}: {argument}: use_stochastic_rounding is not reproducible; '
-                                f'supported: {", ".join(SUPPORTED_QUANTIZERS)}')
-    bits, integer = int(kw.get('bits', 8)), int(kw.get('integer', 0))
-    if bits - (1 if kw.get('keep_negative', True) and name == 'quantized_bits' else 0) < 1:
-        raise QKerasImportError(f'{layer}: {argument}: {name} with bits={bits} is the binary (sign) case; '
-                                f'supported: {", ".join(SUPPORTED_QUANTIZERS)}')
-    if name == 'quantized_bits':
-        alpha = kw.get('alpha')
-        if alpha not in (None, 1, 1.0):
-            raise QKerasImportError(f'{layer}: {argument}: quantized_bits alpha={alpha!r} is not supported; '
-                                    f'supported: {", ".join(SUPPORTED_QUANTIZERS)}')
-        k = 1 if kw.get('keep_negative', True) else 0
-        return k, integer, bits - k - integer, 'SAT_SYM' if kw.get('symmetric') and k else 'SAT'
-    if name == 'quantized_relu':
-        if kw.get('negative_slope', 0) or kw.get('use_sigmoid', 0):
-            raise QKerasImportError(f'{layer}: {argument}: quantized_relu negative_slope/use_sigmoid are not '
-                                    f'supported; supported: {", ".join(SUPPORTED_QUANTIZERS)}')
-        return 0, integer, bits - integer, 'SAT'
-    raise QKerasImportError(f'{layer}: {argument}: {name} is not supported; '
-                            f'supported: {", ".join(SUPPORTED_QUANTIZERS)}')
-
-
-def quantize_qkeras_np(x: np.ndarray, fmt: tuple[int, int, int, str]) -> np.ndarray:
-    """What QKeras computes for format `fmt`: round half to even (tf.round), then clip."""
-    k, i, f, overflow = fmt
-    codes = np.round(np.asarray(x, np.float64) * 2.0 ** f)
-    hi = 2.0 ** (i + f) - 1
-    lo = -(2.0 ** (i + f)) * k + (1 if overflow == 'SAT_SYM' else 0)
-    return np.clip(codes, lo, hi) * 2.0 ** -f
-
-
-def _fixed(fmt: tuple[int, int, int, str], role: str, name: str) -> Any:
-    from hgq.quantizers.hgq_quantizer import FixedQuantizer
-
-    k, i, f, overflow = fmt
-    return FixedQuantizer(k=k, i=i, f=f, round_mode='RND_CONV', overflow_mode=overflow, role=role, name=name)
+        sources = _inbound(spec, previous)
+        if not sources:  # first layer of a Sequential without an InputLayer
+            shape = cfg.get('batch_input_shape') or cfg.get('batch_shape')
+            if shape is None:
+                raise QKerasImportError(f'{name}: the model has no input shape')
+            inputs[f'{name}_input'] = keras.Input(shape=tuple(shape[1:]))
+            tensors[f'{name}_input'] = (inputs[f'{name}_input'], in_span)
+            sources = [f'{name}_input']
+        missing = [s for s in sources if s not in tensors]
+        if missing:
+            raise QKerasImportError(f'{name}: its input layer(s) {missing} are not defined before it')
+        ins = [tensors[s] for s in sources]
+        tensors[name] = _layer(cls, name, cfg, ins, weights.get(name, {}), pending)
+        previous = name
+    if not inputs:
+        raise QKerasImportError('model has no layers')
+    in_names = _endpoints(config, 'input_layers') or list(inputs)
+    out_names = _endpoints(config, 'output_layers') or [previous]
+    for n in [*in_names, *out_names]:
+        if n not in tensors:
+            raise QKerasImportError(f'model endpoint {n!r} is not a layer of the model')
+    model = keras.Model([tensors[n][0] for n in in_names] if len(in_names) > 1 else tensors[in_names[0]][0],
+                        [tensors[n][0] for n in out_names] if len(out_names) > 1 else tensors[out_names[0]][0])
+    for layer, kernel, bias in pending:
+        layer.kernel.assign(kernel.astype('float32'))
+        if bias is not None:
+            layer.bias.assign(bias.astype('float32'))
+    return model
 
 
 # ---------------------------------------------------------------- layers
 
-def _layers(config: dict[str, Any]) -> list[dict[str, Any]]:
-    inner = config.get('config', config)
-    layers = inner.get('layers') if isinstance(inner, dict) else None
-    if not isinstance(layers, list):
-        raise QKerasImportError('model config has no layer list')
-    return layers
+def _one(name: str, cls: str, ins: list[tuple[Any, Span | None]]) -> tuple[Any, Span | None]:
+    if len(ins) != 1:
+        raise QKerasImportError(f'{name}: layer {cls} has {len(ins)} inputs, expected 1')
+    return ins[0]
 
 
-def build_model(config: dict[str, Any], weights: dict[str, list[np.ndarray]]) -> Any:
-    """The hgq Keras 3 model computing what the QKeras model computes (sequential chains only, for now)."""
-    import keras
+def _layer(cls: str, name: str, cfg: dict[str, Any], ins: list[tuple[Any, Span | None]], w: Weights,
+           pending: list) -> tuple[Any, Span | None]:
+    from hgq.layers import QAdd, QConcatenate, QFlatten
 
-    from hgq.layers import QActivation, QDense, QFlatten
+    if cls in ('QDense', 'QConv1D', 'QConv2D', 'QDenseBatchnorm', 'QConv2DBatchnorm'):
+        return _weighted(cls, name, cfg, *_one(name, cls, ins), w, pending)
+    if cls in ('QActivation', 'Activation'):
+        x, span = _one(name, cls, ins)
+        return _activation(name, cfg.get('activation'), x, span, standalone=True)
+    if cls in ('MaxPooling1D', 'MaxPooling2D', 'AveragePooling1D', 'AveragePooling2D'):
+        return _pooling(cls, name, cfg, *_one(name, cls, ins))
+    if cls == 'QAveragePooling2D':
+        return _qaverage_pooling(name, cfg, *_one(name, cls, ins))
+    if cls == 'ReLU':
+        x, span = _one(name, cls, ins)
+        if cfg.get('max_value') is not None or cfg.get('negative_slope', 0) or cfg.get('threshold', 0):
+            raise _refuse_layer(name, cls, 'with max_value/negative_slope/threshold is not supported (plain relu only)')
+        return _activation(name, 'relu', x, span, standalone=True)
+    if cls == 'Reshape':
+        from hgq.layers import QReshape
 
-    layers = _layers(config)
-    x = inputs = None
-    pending: list[tuple[Any, list[np.ndarray]]] = []
-    fmt: tuple[int, int, int, str] | None = None  # the format of x so far (None: float)
-    for spec in layers:
-        cls, cfg = spec.get('class_name'), spec.get('config', {})
-        name = cfg.get('name', '?')
-        if cls == 'InputLayer':
-            shape = cfg.get('batch_input_shape') or cfg.get('batch_shape')
-            x = inputs = keras.Input(shape=tuple(shape[1:]), name=name)
-            continue
-        if inputs is None:
-            shape = cfg.get('batch_input_shape') or cfg.get('batch_shape')
-            if shape is None:
-                raise QKerasImportError(f'{name}: the model has no input shape')
-            x = inputs = keras.Input(shape=tuple(shape[1:]))
-        if cls == 'QDense':
-            for arg in ('kernel_quantizer', 'bias_quantizer'):
-                if cfg.get(arg) is None:
-                    raise QKerasImportError(f'{name}: {arg} is None; the weights would be float, not fixed point')
-            kf = qkeras_format(name, 'kernel_quantizer', cfg['kernel_quantizer'])
-            bf = qkeras_format(name, 'bias_quantizer', cfg['bias_quantizer']) if cfg.get('use_bias', True) else None
-            w = weights.get(name, [])
-            q = [quantize_qkeras_np(w[0], kf)] + ([quantize_qkeras_np(w[1], bf)] if bf else [])
-            if fmt is None:
-                raise QKerasImportError(f'{name}: its input is not quantized (put a QActivation with '
-                                        'quantized_bits before it); hgq layers need fixed-point inputs')
-            layer = QDense(cfg['units'], use_bias=bf is not None, name=name,
-                           input_quantizer=_fixed(fmt, 'activation', f'{name}_input_quantizer'),
-                           kernel_quantizer=_fixed(kf, 'weight', f'{name}_kernel_quantizer'),
-                           bias_quantizer=_fixed(bf, 'weight', f'{name}_bias_quantizer') if bf else None)
-            x = layer(x)
-            pending.append((layer, q))
-            fmt = None
-            x, fmt = _activation(name, cfg.get('activation'), x, QActivation, fmt)
-        elif cls in ('QActivation', 'Activation'):
-            x, fmt = _activation(name, cfg.get('activation'), x, QActivation, fmt)
-        elif cls == 'Flatten':
-            x = QFlatten(name=name)(x)
-        else:
-            raise QKerasImportError(f'{name}: layer {cls} is not supported yet; supported: '
-                                    f'{", ".join(SUPPORTED_LAYERS)}')
-    if inputs is None:
-        raise QKerasImportError('model has no layers')
-    model = keras.Model(inputs, x)
-    for layer, values in pending:
-        layer.kernel.assign(values[0].astype('float32'))
-        if len(values) > 1:
-            layer.bias.assign(values[1].astype('float32'))
-    return model
+        x, span = _one(name, cls, ins)
+        return QReshape(tuple(cfg['target_shape']), name=name)(x), span
+    if cls == 'Flatten':
+        x, span = _one(name, cls, ins)
+        _channels_last(name, cls, cfg)
+        return QFlatten(name=name)(x), span
+    if cls == 'Dropout':  # the identity in inference
+        return _one(name, cls, ins)
+    if cls == 'Add':
+        spans = [s for _, s in ins]
+        span = None if any(s is None for s in spans) else Span(
+            sum(s.lo for s in spans), sum(s.hi for s in spans), max(s.f for s in spans))
+        return QAdd(name=name)([x for x, _ in ins]), span
+    if cls == 'Concatenate':
+        spans = [s for _, s in ins]
+        span = None if any(s is None for s in spans) else Span(
+            min(s.lo for s in spans), max(s.hi for s in spans), max(s.f for s in spans))
+        return QConcatenate(axis=cfg.get('axis', -1), name=name)([x for x, _ in ins]), span
+    if cls in ('QBatchNormalization', 'BatchNormalization'):
+        raise _refuse_layer(name, cls, 'is not supported: QKeras computes x·(γ·rsqrt(σ²+ε)) + (β - μ·γ·rsqrt(σ²+ε)) '
+                            'in float32, whose products and sums are not fixed-point numbers, so no fixed-point '
+                            'model reproduces it exactly; fold it into the layer before it (QDenseBatchnorm, '
+                            'QConv2DBatchnorm) or remove it')
+    raise _refuse_layer(name, cls)
 
 
-def _activation(name: str, act: Any, x: Any, QActivation: Any, cur: Any) -> tuple[Any, Any]:
-    """(tensor, its fixed format or None) after a QKeras activation."""
+def _channels_last(name: str, cls: str, cfg: dict[str, Any]) -> None:
+    fmt = cfg.get('data_format', 'channels_last')
+    if fmt not in (None, 'channels_last'):
+        raise _refuse_layer(name, cls, f'with data_format={fmt!r} is not supported (use channels_last)')
+
+
+def _identity(span: Span, role: str, name: str) -> Any:
+    """A FixedQuantizer that is the identity on values in `span` (it covers their range and step)."""
+    from hgq.quantizers.hgq_quantizer import FixedQuantizer
+
+    k, i, f = span.kif()
+    return FixedQuantizer(k=k, i=i, f=f, round_mode='TRN', overflow_mode='WRAP', role=role, name=name)
+
+
+def _rounding(fmt: tuple[int, int, int, str], name: str) -> Any:
+    from hgq.quantizers.hgq_quantizer import FixedQuantizer
+
+    k, i, f, overflow = fmt
+    return FixedQuantizer(k=k, i=i, f=f, round_mode='RND_CONV', overflow_mode=overflow, role='activation', name=name)
+
+
+def _activation(name: str, act: Any, x: Any, span: Span | None, standalone: bool) -> tuple[Any, Span | None]:
+    """(tensor, its span) after a QKeras activation (a quantizer, relu or linear)."""
+    from hgq.layers import QActivation
+
     if act in (None, 'linear'):
-        return x, cur
+        return x, span
+    lname = name if standalone else f'{name}_act'
     if act == 'relu':
-        return QActivation('relu', name=f'{name}_relu')(x), (0, cur[1], cur[2], cur[3]) if cur else None
+        out = None if span is None else Span(max(span.lo, 0.0), max(span.hi, 0.0), span.f)
+        return QActivation('relu', name=lname)(x), out
+    if isinstance(act, str) and not act.strip().startswith(('quantized_', 'binary', 'ternary', 'stochastic_',
+                                                              'bernoulli')):
+        raise QKerasImportError(f'{name}: activation {act!r} is not supported (not exact in fixed point; softmax, '
+                                'sigmoid and tanh are float functions in QKeras); supported: linear, relu, '
+                                f'{"; ".join(SUPPORTED_QUANTIZERS)}')
     fmt = qkeras_format(name, 'activation', act)
-    base = 'relu' if str(act).startswith('quantized_relu') or (
-        isinstance(act, dict) and act.get('class_name') == 'quantized_relu') else 'linear'
-    return QActivation(base, output_quantizer=_fixed(fmt, 'activation', f'{name}_output_quantizer'),
-                       name=f'{name}_q' if not name.endswith('_q') else name)(x), fmt
+    assert fmt is not None
+    relu = fmt[0] == 0 and (str(act).startswith('quantized_relu') or
+                            (isinstance(act, dict) and act.get('class_name') == 'quantized_relu'))
+    layer = QActivation('relu' if relu else 'linear', output_quantizer=_rounding(fmt, f'{lname}_output_quantizer'),
+                        name=lname)
+    return layer(x), Span.of_format(*fmt)
 
 
-def import_qkeras(path: str | Path) -> Any:
-    """Read a QKeras `.h5`/`.keras` file and return the equivalent hgq model."""
-    config, weights = read_qkeras_file(path)
-    return build_model(config, weights)
+def _quantized_weight(name: str, argument: str, spec: Any, values: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """(exact quantized values, covering (k, i, f)) of a weight tensor under its QKeras quantizer."""
+    po2 = quantize_po2_weights(name, argument, spec, values)
+    if po2 is not None:
+        k, i, f = covering_format(float(po2.min()), float(po2.max()), frac_bits(po2))
+        return po2, (k, i, f)
+    q = qkeras_quantizer(name, argument, spec)
+    if q is None:
+        raise QKerasImportError(f'{name}: {argument} is None; the weights would be float, not fixed point')
+    fmt, alpha = q
+    return quantize_qkeras_np(values, fmt, alpha), weight_format(fmt, alpha)
+
+
+def _weighted(cls: str, name: str, cfg: dict[str, Any], x: Any, span: Span | None, w: Weights,
+              pending: list) -> tuple[Any, Span | None]:
+    """QDense/QConv*/Q*Batchnorm -> the hgq layer with exact quantized (folded) weights, + its activation."""
+    from hgq.layers import QConv1D, QConv2D, QDense
+    from hgq.quantizers.hgq_quantizer import FixedQuantizer
+
+    if span is None:
+        raise QKerasImportError(f'{name}: its input is not quantized; hgq layers need fixed-point inputs: put a '
+                                'QActivation with quantized_bits before it, or give the input format '
+                                '(import_qkeras(..., input_format=(k, i, f)))')
+    _channels_last(name, cls, cfg)
+    if 'kernel' not in w:
+        raise QKerasImportError(f'{name}: no kernel weights found in the file')
+    kernel = np.asarray(w['kernel'], np.float32)
+    use_bias = bool(cfg.get('use_bias', True))
+    bias = np.asarray(w['bias'], np.float32) if use_bias and 'bias' in w else None
+    if cls.endswith('Batchnorm'):
+        kernel, bias = _fold_batchnorm(name, cfg, kernel, bias, w)
+    qk, kfmt = _quantized_weight(name, 'kernel_quantizer', cfg.get('kernel_quantizer'), kernel)
+    qb, bfmt = (_quantized_weight(name, 'bias_quantizer', cfg.get('bias_quantizer'), bias) if bias is not None
+                else (None, None))
+    common = dict(use_bias=qb is not None, name=name,
+                  input_quantizer=_identity(span, 'activation', f'{name}_input_quantizer'),
+                  kernel_quantizer=FixedQuantizer(*kfmt, round_mode='TRN', overflow_mode='WRAP', role='weight',
+                                                  name=f'{name}_kernel_quantizer'),
+                  bias_quantizer=None if qb is None else FixedQuantizer(
+                      *bfmt, round_mode='TRN', overflow_mode='WRAP', role='weight', name=f'{name}_bias_quantizer'))
+    if cls in ('QDense', 'QDenseBatchnorm'):
+        layer = QDense(int(cfg['units']), **common)
+    else:
+        conv = QConv1D if cls == 'QConv1D' else QConv2D
+        rank = 1 if conv is QConv1D else 2
+        for key in ('dilation_rate',):
+            if any(int(v) != 1 for v in np.atleast_1d(cfg.get(key, 1))):
+                raise _refuse_layer(name, cls, f'with {key}={cfg.get(key)!r} is not supported (only 1)')
+        if int(cfg.get('groups', 1)) != 1:
+            raise _refuse_layer(name, cls, f'with groups={cfg.get("groups")!r} is not supported (only 1)')
+        padding = cfg.get('padding', 'valid')
+        if padding not in ('valid', 'same'):
+            raise _refuse_layer(name, cls, f'with padding={padding!r} is not supported (valid, same)')
+        layer = conv(int(cfg['filters']), _ints(cfg['kernel_size'], rank), strides=_ints(cfg.get('strides', 1), rank),
+                     padding=padding, **common)
+    y = layer(x)
+    pending.append((layer, qk, qb))
+    out = _sum_span(span, qk, qb, pad=cls.startswith('QConv') and cfg.get('padding') == 'same')
+    width = sum(out.kif())
+    if width > FLOAT32_MANTISSA:
+        warnings.warn(f'{name}: its sums need {width} bits, more than float32 holds ({FLOAT32_MANTISSA}); QKeras '
+                      'computes them in float32, so its outputs may be rounded where the imported model is exact',
+                      stacklevel=2)
+    return _activation(name, cfg.get('activation'), y, out, standalone=False)
+
+
+def _ints(value: Any, rank: int) -> tuple[int, ...]:
+    """A Keras size argument (int or list) as `rank` ints."""
+    t = tuple(int(v) for v in np.atleast_1d(value))
+    return t * rank if len(t) == 1 else t
+
+
+def _sum_span(span: Span, kernel: np.ndarray, bias: np.ndarray | None, pad: bool) -> Span:
+    """Exact range and step of Σ x·w + b over a kernel (per output channel, then the union)."""
+    k2 = kernel.reshape(-1, kernel.shape[-1])
+    lo_t, hi_t = np.minimum(k2 * span.lo, k2 * span.hi), np.maximum(k2 * span.lo, k2 * span.hi)
+    if pad:  # zero padding: a term may be 0 instead
+        lo_t, hi_t = np.minimum(lo_t, 0.0), np.maximum(hi_t, 0.0)
+    b = np.zeros(k2.shape[1]) if bias is None else bias.astype(np.float64)
+    lo, hi = float((lo_t.sum(0) + b).min()), float((hi_t.sum(0) + b).max())
+    f = span.f + frac_bits(kernel)
+    if bias is not None and np.any(bias != 0):
+        f = max(f, frac_bits(bias))
+    return Span(lo, hi, f)
+
+
+def _fold_batchnorm(name: str, cfg: dict[str, Any], kernel: np.ndarray, bias: np.ndarray | None,
+                    w: Weights) -> tuple[np.ndarray, np.ndarray]:
+    """The float32 folded kernel and bias QKeras computes in inference (qkeras 0.9 qconv2d_batchnorm.py call;
+    qkeras-v3 qdense_batchnorm.py / qconv2d_batchnorm.py call):
+        inv = γ / sqrt(σ²_moving + ε);  kernel' = inv · kernel;  bias' = inv · (bias - μ_moving) + β.
+    qkeras-v3 computes 1/sqrt (IEEE, so numpy float32 gives the same bits); qkeras 0.9 computes tf.math.rsqrt,
+    which need not be correctly rounded, and a compiler may fuse the multiply-add. So every folded weight must
+    quantize the same when moved by up to 2 float32 ulps either way; else the import refuses rather than guess."""
+    for key in ('scale', 'center'):
+        if not cfg.get(key, True):
+            raise QKerasImportError(f'{name}: batch norm with {key}=False is not supported (only True)')
+    axis = cfg.get('axis', -1)
+    last = kernel.ndim - 1  # the output's channel axis (Dense: 1, Conv2D: 3)
+    if (axis[0] if isinstance(axis, list) and len(axis) == 1 else axis) not in (-1, last):
+        raise QKerasImportError(f'{name}: batch-norm axis={axis!r} is not supported (only the channel axis, -1)')
+    missing = [r for r in ('gamma', 'beta', 'moving_mean', 'moving_variance') if r not in w]
+    if missing:
+        raise QKerasImportError(f'{name}: batch-norm weights {missing} not found in the file')
+    f32 = np.float32
+    gamma, beta, mean, var = (np.asarray(w[r], f32) for r in ('gamma', 'beta', 'moving_mean', 'moving_variance'))
+    eps = f32(cfg.get('epsilon', 1e-3))
+    b = bias if bias is not None else np.zeros(kernel.shape[-1], f32)
+    inv = ((f32(1) / np.sqrt(var + eps)) * gamma).astype(f32)
+    kernel_f = (inv * kernel).astype(f32)
+    bias_f = (inv * (b - mean) + beta).astype(f32)
+    for argument, values in (('kernel_quantizer', kernel_f), ('bias_quantizer', bias_f)):
+        want = _quantized_weight(name, argument, cfg.get(argument), values)[0]
+        for direction in (-np.inf, np.inf):
+            moved = values
+            for _ in range(2):
+                moved = np.nextafter(moved, f32(direction)).astype(f32)
+                if not np.array_equal(_quantized_weight(name, argument, cfg.get(argument), moved)[0], want):
+                    raise QKerasImportError(
+                        f'{name}: {argument}: a folded batch-norm weight lies within 2 float32 ulps of a rounding '
+                        'boundary; QKeras folds in float32 (qkeras 0.9 with tf.math.rsqrt), whose last bits '
+                        'cannot be reproduced without TensorFlow, so this import would have to guess')
+    if not math.isfinite(float(np.abs(kernel_f).max(initial=0))):
+        raise QKerasImportError(f'{name}: the folded batch-norm kernel is not finite')
+    return kernel_f, bias_f
+
+
+def _pooling(cls: str, name: str, cfg: dict[str, Any], x: Any, span: Span | None) -> tuple[Any, Span | None]:
+    from hgq.layers import QAveragePooling1D, QAveragePooling2D, QMaxPooling1D, QMaxPooling2D
+
+    _channels_last(name, cls, cfg)
+    rank = 1 if cls.endswith('1D') else 2
+    pool = _ints(cfg.get('pool_size', 2), rank)
+    strides = pool if cfg.get('strides') is None else _ints(cfg['strides'], rank)
+    padding = cfg.get('padding', 'valid')
+    args = dict(pool_size=pool, strides=strides, padding=padding, name=name)
+    if cls.startswith('Max'):
+        return (QMaxPooling1D if rank == 1 else QMaxPooling2D)(**args)(x), span
+    area = int(np.prod(pool))
+    shift = int(round(math.log2(area)))
+    if 2 ** shift != area or padding != 'valid':
+        raise _refuse_layer(name, cls, f'with pool_size={pool} and padding={padding!r} is not supported: the mean '
+                            'is exact in fixed point only for a power-of-two pool area and padding="valid" (with '
+                            '"same" the border divisors differ)')
+    if span is None:
+        raise QKerasImportError(f'{name}: its input is not quantized; average pooling needs fixed-point inputs')
+    out = Span(span.lo, span.hi, span.f + shift)
+    layer = (QAveragePooling1D if rank == 1 else QAveragePooling2D)(
+        output_quantizer=_identity(out, 'activation', f'{name}_output_quantizer'), **args)
+    return layer(x), out
+
+
+def _qaverage_pooling(name: str, cfg: dict[str, Any], x: Any, span: Span | None) -> tuple[Any, Span | None]:
+    """QKeras QAveragePooling2D (q2 qpooling.py:52-86, q3 qpooling.py:57-109): the mean of the window times
+    pool_area times average_quantizer(1/pool_area), then `activation`. That is the plain mean exactly when the
+    quantizer keeps 1/pool_area (a power of two) unchanged; anything else scales the sum and is refused."""
+    pool = _ints(cfg.get('pool_size', 2), 2)
+    area = int(np.prod(pool))
+    spec = cfg.get('average_quantizer')
+    if spec is not None:
+        q = qkeras_quantizer(name, 'average_quantizer', spec)
+        assert q is not None
+        c = float(quantize_qkeras_np(np.array(1.0 / area), *q))
+        if c != 1.0 / area:
+            raise QKerasImportError(f'{name}: average_quantizer gives 1/pool_area = {c}, not {1.0 / area}: the layer '
+                                    'then scales the window sum instead of averaging; not supported (use enough bits '
+                                    'for 1/pool_area)')
+    y, out = _pooling('AveragePooling2D', name, cfg, x, span)
+    return _activation(name, cfg.get('activation'), y, out, standalone=False)
+
+
+def import_qkeras(path: str | Path, input_format: tuple[int, int, int] | None = None) -> Any:
+    """Read a QKeras `.h5`/`.keras` file and return the equivalent hgq model (see build_model for
+    input_format, needed when the raw input feeds a weighted layer)."""
+    config, weights, _ = read_qkeras_file(path)
+    return build_model(config, weights, input_format)

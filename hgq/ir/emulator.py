@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..quantizers.fixed_point import quantize_np
+from ..quantizers.indexed import exact_fraction_bits
 from .graph import Graph, Node
 from .intmath import as_codes, max_bits, requantize, round_divide, shift_left, widen
 from .windows import conv_windows, pool_windows
@@ -148,6 +149,25 @@ def _op_encode(node: Node, args: list[Any]) -> FixedTensor:
     return FixedTensor(index, np.zeros(node.shape, dtype=np.int64))
 
 
+def _op_scaled_encode(node: Node, args: list[Any]) -> FixedTensor:
+    """code·2^e with code = offset + #{j : x >= c_j·β} (β per sample, shape (1,)): exact integer comparisons."""
+    x, beta = args
+    c = np.asarray(node.attrs['coefficients'], dtype=np.float64)
+    fc = max(int(np.max(exact_fraction_bits(c))), 0)
+    c_codes = as_codes(c, np.full(c.shape, fc))
+    fx = np.broadcast_to(x.f, node.shape)
+    fb = int(np.max(beta.f))
+    F = max(int(fx.max(initial=0)), fc + fb)
+    lhs = shift_left(x.codes, F - fx)
+    b = beta.lifted(fb).reshape(len(x.codes), *(1,) * len(node.shape))
+    bound = max(max_bits(lhs), max_bits(b) + max_bits(c_codes) + (F - fc - fb)) + 1
+    lhs, b = widen(lhs, bound), widen(b, bound)
+    thresholds = (b[..., None] * widen(c_codes, bound)) * (1 << (F - fc - fb))
+    count = np.sum(lhs[..., None] >= thresholds, axis=-1).astype(np.int64)
+    e = int(node.attrs['step_exponent'])
+    return FixedTensor(count + int(node.attrs['offset']), np.full(node.shape, -e, dtype=np.int64))
+
+
 def _op_decode(node: Node, args: list[Any]) -> FixedTensor:
     """Level per element: a gather from the element's own table of exact level codes."""
     index = args[0].codes.astype(np.int64)
@@ -194,6 +214,25 @@ def _op_add(node: Node, args: list[Any]) -> FixedTensor:
     return FixedTensor(sum(widen(t.lifted(f_out), bound) for t in args), f_out)
 
 
+def _aligned(t: FixedTensor, rank: int) -> tuple[np.ndarray, np.ndarray]:
+    """Codes (batch first) and f of `t`, with unit axes after the batch so its rank matches `rank` (broadcast)."""
+    shape = t.codes.shape[1:]
+    pad = (1,) * (rank - len(shape))
+    return t.codes.reshape(t.codes.shape[0], *pad, *shape), np.broadcast_to(t.f, shape).reshape(*pad, *shape)
+
+
+def _op_mul(node: Node, args: list[Any]) -> FixedTensor:
+    """Element-wise product of variables (numpy broadcasting): codes multiply, fractional bits add."""
+    rank = len(node.shape)
+    codes, f = _aligned(args[0], rank)
+    for t in args[1:]:
+        c, tf = _aligned(t, rank)
+        bound = max_bits(codes) + max_bits(c)
+        codes = widen(codes, bound) * widen(c, bound)
+        f = f + tf
+    return FixedTensor(np.broadcast_to(codes, (codes.shape[0], *node.shape)), np.broadcast_to(f, node.shape))
+
+
 def _op_concat(node: Node, args: list[Any]) -> FixedTensor:
     axis = node.attrs['axis']
     fs = [np.broadcast_to(t.f, t.codes.shape[1:]) for t in args]
@@ -210,7 +249,8 @@ def _op_reshape(node: Node, args: list[Any]) -> FixedTensor:
 OPS: dict[str, Callable[[Node, list[Any]], Any]] = {
     'input': _op_input, 'quantize': _op_quantize, 'dense': _op_dense, 'conv': _op_conv, 'affine': _op_affine,
     'relu': _op_relu, 'encode': _op_encode, 'decode': _op_decode,
-    'table': _op_table, 'max_pool': _op_max_pool, 'avg_pool': _op_avg_pool, 'add': _op_add,
+    'table': _op_table, 'max_pool': _op_max_pool, 'avg_pool': _op_avg_pool, 'add': _op_add, 'mul': _op_mul,
+    'scaled_encode': _op_scaled_encode,
     'concat': _op_concat, 'reshape': _op_reshape,
 }
 

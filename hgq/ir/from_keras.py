@@ -17,8 +17,10 @@ from ..layers import (
     QAveragePooling2D,
     QBatchNormalization,
     QQuantize,
+    QSoftmax,
 )
 from ..layers.linear import QConvBase, QDense, QLinearBase
+from ..quantizers.adaptive import AdaptiveStepFormat
 from ..quantizers.base import Quantizer
 from ..quantizers.fixed_point import FixedFormat
 from ..quantizers.indexed import Description, IndexedFormat
@@ -27,7 +29,7 @@ from .graph import Format, Graph, Node
 
 MAX_TABLE_BITS = 20
 SUPPORTED = ('InputLayer, QQuantize, QDense, QConv1D, QConv2D, Q*BatchNorm, QBatchNormalization, QActivation, '
-             'Q/MaxPooling1D/2D, QAveragePooling1D/2D, Add, Concatenate, Flatten, Reshape, Dropout')
+             'QSoftmax, Q/MaxPooling1D/2D, QAveragePooling1D/2D, Add, Multiply, Concatenate, Flatten, Reshape, Dropout')
 
 
 def _np(x: Any) -> np.ndarray:
@@ -57,6 +59,8 @@ class _Tracer:
             return self.lower_indexed(desc, src, shape, source, suffix)
         if isinstance(desc, FixedFormat):
             return self.add(f'{source}_{suffix}', 'quantize', [src], shape, source, **_cast_attrs(desc, shape))
+        if isinstance(desc, AdaptiveStepFormat):
+            return self.lower_adaptive(desc, src, shape, source, suffix)
         raise TypeError(f'{source}: the quantizer described itself as {type(desc).__name__}; the IR lowers '
                         'FixedFormat and IndexedFormat descriptions only')
 
@@ -73,6 +77,17 @@ class _Tracer:
                          index_bits=desc.index_bits)
         return self.add(f'{source}_{suffix}', 'decode', [index], shape, source, levels=levels,
                         fmt=Format.of(lf.k, lf.i, lf.f, shape))
+
+    def lower_adaptive(self, desc: AdaptiveStepFormat, src: str, shape: tuple[int, ...], source: str,
+                       suffix: str) -> str:
+        """adapter layers -> β (1,); scaled_encode(x, β) = code·2^e; mul(code·2^e, β) = x̂."""
+        beta = src
+        for layer, in_shape, out_shape in desc.adapter:
+            beta = _trace_layer(self, layer, [beta], in_shape, out_shape)
+        code = self.add(f'{source}_{suffix}_code', 'scaled_encode', [src, beta], shape, source,
+                        coefficients=np.asarray(desc.coefficients, dtype=np.float64), offset=int(desc.offset),
+                        step_exponent=int(desc.step_exponent))
+        return self.add(f'{source}_{suffix}', 'mul', [code, beta], shape, source)
 
     def weights(self, q: Quantizer, values: Any) -> tuple[np.ndarray, Format]:
         """Quantized constant exactly as Keras uses it in inference, and its per-element format."""
@@ -150,6 +165,25 @@ def _trace_table(t: _Tracer, layer: QActivation, x: str, shape: tuple) -> str:
     return _finish_cast(t, desc, y, shape, layer.name)
 
 
+def _trace_softmax(t: _Tracer, layer: QSoftmax, x: str, shape: tuple) -> str:
+    """max (a max pool over the classes), x - max (a broadcast by a -1 dense, then add), the exp table,
+    the sum (a dense of ones), the reciprocal table, and the product e·r."""
+    n = int(shape[0])
+    name = layer.name
+    column = t.add(f'{name}_column', 'reshape', [x], (n, 1), name)
+    top = t.add(f'{name}_max', 'max_pool', [column], (1, 1), name, pool_size=(n,), strides=(n,), padding='valid')
+    top = t.add(f'{name}_max_flat', 'reshape', [top], (1,), name)
+    minus = -np.ones((1, n))
+    neg = t.add(f'{name}_neg_max', 'dense', [top], (n,), name, weight=minus, weight_fmt=Format.of(1, 0, 0, (1, n)),
+                bias=None)
+    d = t.add(f'{name}_shifted', 'add', [x, neg], (n,), name)
+    e = _trace_layer(t, layer.exp_table, [d], (n,), (n,))
+    total = t.add(f'{name}_sum', 'dense', [e], (1,), name, weight=np.ones((n, 1)),
+                  weight_fmt=Format.of(0, 1, 0, (n, 1)), bias=None)
+    r = _trace_layer(t, layer.inverse_table, [total], (1,), (1,))
+    return t.add(name, 'mul', [e, r], (n,), name)
+
+
 def _trace_layer(t: _Tracer, layer: Any, srcs: list[str], in_shape: tuple, out_shape: tuple) -> str:
     src = srcs[0]
     if isinstance(layer, QQuantize):
@@ -162,6 +196,8 @@ def _trace_layer(t: _Tracer, layer: Any, srcs: list[str], in_shape: tuple, out_s
         s, sf = t.weights(layer.scale_quantizer, scale)
         o, of = t.weights(layer.offset_quantizer, offset)
         return t.add(layer.name, 'affine', [x], out_shape, layer.name, scale=s, scale_fmt=sf, offset=o, offset_fmt=of)
+    if isinstance(layer, QSoftmax):
+        return _trace_softmax(t, layer, src, in_shape)
     if isinstance(layer, QActivation):
         x = src
         if layer.input_quantizer is not None:
@@ -182,6 +218,8 @@ def _trace_layer(t: _Tracer, layer: Any, srcs: list[str], in_shape: tuple, out_s
         return _finish_cast(t, desc, y, out_shape, layer.name)
     if isinstance(layer, keras.layers.Add):
         return t.add(layer.name, 'add', srcs, out_shape, layer.name)
+    if isinstance(layer, keras.layers.Multiply):
+        return t.add(layer.name, 'mul', srcs, out_shape, layer.name)
     if isinstance(layer, keras.layers.Concatenate):
         axis = layer.axis if layer.axis >= 0 else len(out_shape) + layer.axis + 1
         return t.add(layer.name, 'concat', srcs, out_shape, layer.name, axis=axis - 1)

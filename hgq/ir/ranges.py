@@ -248,6 +248,26 @@ def add_ranges(ranges: list[Range]) -> Range:
     return out
 
 
+def _broadcast_range(r: Range, shape: tuple[int, ...]) -> Range:
+    pad = (1,) * (len(shape) - len(r.shape))
+    def grow(a: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(a.reshape(*pad, *a.shape), shape)
+    return Range(grow(r.lo), grow(r.hi), r.F, grow(r.f))
+
+
+def mul_ranges(ranges: list[Range], shape: tuple[int, ...]) -> Range:
+    """Element-wise product of variables (numpy broadcasting to `shape`): the extreme corner products."""
+    acc = _broadcast_range(ranges[0], shape)
+    for r in ranges[1:]:
+        b = _broadcast_range(r, shape)
+        corners = [acc.lo * b.lo, acc.lo * b.hi, acc.hi * b.lo, acc.hi * b.hi]
+        lo, hi = np.minimum.reduce(corners), np.maximum.reduce(corners)
+        f = np.where((acc.f > NO_F) & (b.f > NO_F), acc.f + b.f, NO_F).astype(np.int64)
+        acc = Range(np.asarray(lo, dtype=object), np.asarray(hi, dtype=object), acc.F + b.F, f)
+    acc.partial_bits = _partial_bits(np.maximum(np.abs(acc.lo), np.abs(acc.hi)), acc.F, acc.f)
+    return acc
+
+
 def relu_range(r: Range) -> Range:
     zero = np.zeros(r.shape, dtype=object)
     lo = np.where(r.lo > 0, r.lo, zero)
@@ -374,6 +394,15 @@ def _r_encode(node: Node, ins: list[Range | None]) -> Range:
     return Range(_ints(idx_lo), _ints(idx_hi), 0, np.where(idx_hi > 0, 0, NO_F).astype(np.int64))
 
 
+def _r_scaled_encode(node: Node, ins: list[Range | None]) -> Range:
+    """code·2^e for code in [offset, offset + n] (any β: the count of thresholds passed is all it bounds)."""
+    e, offset, n = int(node.attrs['step_exponent']), int(node.attrs['offset']), len(node.attrs['coefficients'])
+    F = max(-e, 0)
+    lo = np.full(node.shape, offset * _pow2(F + e), dtype=object)
+    hi = np.full(node.shape, (offset + n) * _pow2(F + e), dtype=object)
+    return Range(lo, hi, F, np.full(node.shape, -e, dtype=np.int64))
+
+
 def _r_decode(node: Node, ins: list[Range | None]) -> Range:
     """Bounds over the reachable levels, at the levels' own fractional bits."""
     x, levels = ins[0], np.asarray(node.attrs['levels'], np.float64)
@@ -425,6 +454,10 @@ def _r_add(node: Node, ins: list[Range | None]) -> Range:
     return add_ranges(list(ins))
 
 
+def _r_mul(node: Node, ins: list[Range | None]) -> Range:
+    return mul_ranges(list(ins), node.shape)
+
+
 def _r_concat(node: Node, ins: list[Range | None]) -> Range:
     return concat_range(list(ins), int(node.attrs['axis']))
 
@@ -436,7 +469,8 @@ def _r_reshape(node: Node, ins: list[Range | None]) -> Range:
 RANGES: dict[str, Callable[[Node, list[Range | None]], Range]] = {
     'quantize': _r_quantize, 'dense': _r_dense, 'conv': _r_conv, 'affine': _r_affine, 'relu': _r_relu,
     'encode': _r_encode, 'decode': _r_decode, 'table': _r_table, 'max_pool': _r_max_pool,
-    'avg_pool': _r_avg_pool, 'add': _r_add, 'concat': _r_concat, 'reshape': _r_reshape,
+    'avg_pool': _r_avg_pool, 'add': _r_add, 'mul': _r_mul,
+    'scaled_encode': _r_scaled_encode, 'concat': _r_concat, 'reshape': _r_reshape,
 }
 
 

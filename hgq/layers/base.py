@@ -77,9 +77,17 @@ class QLayer(keras.layers.Layer):
                                     trainable=False)
         self.ebops = self.add_weight(name='ebops', shape=(), initializer='zeros', trainable=False)
 
+    #: the loss cost instead of EBOPs: hook(layer, ebops, kernel, bias) -> differentiable cost; set per instance by
+    #: hgq.training.lut_cost.use_cost (training code owns the cost models; layers only call them)
+    cost_hook: Any = None
+
     def compute_ebops(self) -> Any:
         """Differentiable EBOPs from the current bit-widths (0 for layers without multiplications)."""
         return ops.zeros((), dtype='float32')
+
+    def loss_cost(self, ebops: Any, kernel: Any = None, bias: Any = None) -> Any:
+        """The cost that beta multiplies in the loss: EBOPs, or the cost_hook's (e.g. the LUT cost)."""
+        return ebops if self.cost_hook is None else self.cost_hook(self, ebops, kernel, bias)
 
     def record_cost(self, training: bool | None) -> None:
         if not training:
@@ -87,7 +95,7 @@ class QLayer(keras.layers.Layer):
         ebops = self.compute_ebops()
         # the stored figure keeps the variable's dtype: on JAX a changed dtype recompiles the train step
         self.ebops.assign(ops.cast(ops.stop_gradient(ebops), self.ebops.dtype))
-        self.add_loss(self.beta * ebops)
+        self.add_loss(self.beta * self.loss_cost(ebops))
 
     def quantizers(self) -> dict[str, Quantizer]:
         """Named quantizers of this layer (for calibration, reports and export)."""

@@ -135,7 +135,7 @@ class QBatchNormalization(QLayer):
         if training:
             ebops = self._ebops_of(scale, offset)
             self.ebops.assign(ops.cast(ops.stop_gradient(ebops), self.ebops.dtype))
-            self.add_loss(self.beta * ebops)
+            self.add_loss(self.beta * self.loss_cost(ebops))
         return y
 
     def _ebops_of(self, scale: Any, offset: Any) -> Any:

@@ -98,7 +98,7 @@ class QLinearBase(QLayer):
             return
         ebops = self.ebops_of(kernel, bias)
         self.ebops.assign(ops.cast(ops.stop_gradient(ebops), self.ebops.dtype))
-        self.add_loss(self.beta * ebops)
+        self.add_loss(self.beta * self.loss_cost(ebops, kernel, bias))
 
     def compute_ebops(self) -> Any:
         return self.ebops_of(self.kernel, self.bias)

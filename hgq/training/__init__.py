@@ -15,14 +15,16 @@ read it (ParetoCheckpoint, ProgressBar). Imports only hgq.layers and hgq.quantiz
 from .calibration import ResetRanges, calibrate, reset_ranges
 from .ebops import EBOPsLogger, exact_ebops, total_ebops
 from .latest import LatestCheckpoint, latest_state
+from .lut_cost import LUTCostCoefficients, LUTEstimate, LUTLogger, lut_estimate, use_cost
 from .pareto import ParetoCheckpoint, ParetoFront, read_index, resume_epoch
 from .progress import ProgressBar
 from .schedules import BetaScheduler, Constant, Linear, Log, Piecewise, set_beta
 from .targets import BudgetController, PowerLawLUTs, TrainingEBOPs, next_beta
 
 __all__ = [
-    'BetaScheduler', 'BudgetController', 'Constant', 'EBOPsLogger', 'LatestCheckpoint', 'Linear', 'Log',
+    'BetaScheduler', 'BudgetController', 'Constant', 'EBOPsLogger', 'LUTCostCoefficients', 'LUTEstimate',
+    'LUTLogger', 'LatestCheckpoint', 'Linear', 'Log',
     'ParetoCheckpoint', 'ParetoFront', 'Piecewise', 'PowerLawLUTs', 'ProgressBar', 'ResetRanges',
     'TrainingEBOPs', 'calibrate', 'exact_ebops', 'latest_state', 'next_beta', 'read_index', 'reset_ranges',
-    'resume_epoch', 'set_beta', 'total_ebops',
+    'lut_estimate', 'resume_epoch', 'set_beta', 'total_ebops', 'use_cost',
 ]

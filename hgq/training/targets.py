@@ -6,9 +6,11 @@ the budget: log β ← log β + gain·log(cost / budget), each step clipped to a
 budget, beta grows (bits are shed faster); under budget, it shrinks (accuracy is bought back).
 
 The cost is a hook, `CostModel` (model → cost in the budget's unit). For EBOPs it is the training EBOPs;
-for LUTs, by default `PowerLawLUTs`, Yosys LUTs predicted from EBOPs by the power law fitted in
-docs/ebops.md (R² 0.88 in log, median error 28%). A better LUT predictor (a cost with accumulation and
-saturation terms) replaces it by passing `cost=`; the controller does not change.
+for LUTs, by default `LUTEstimate`, the LUT cost of hgq.training.lut_cost (products, accumulation, live
+terms, activation and saturation bits, fitted to Yosys LUTs by bench/lut_cost_fit.py; docs/ebops.md),
+computed from the current bit-widths. `PowerLawLUTs` (LUTs from EBOPs alone, R² 0.88 in log) is the older
+predictor; any other is passed as `cost=`. The controller steers on the budget's unit whatever
+`training.cost` the loss uses.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import keras
 
 from .ebops import total_ebops
+from .lut_cost import LUTEstimate
 from .schedules import _check_beta, set_beta
 
 CostModel = Callable[[keras.layers.Layer], float]
@@ -58,7 +61,7 @@ class PowerLawLUTs:
 def default_cost(unit: str) -> CostModel:
     if unit not in UNITS:
         raise ValueError(f'budget unit {unit!r}: valid units: {", ".join(UNITS)}')
-    return TrainingEBOPs() if unit == 'ebops' else PowerLawLUTs()
+    return TrainingEBOPs() if unit == 'ebops' else LUTEstimate()
 
 
 def next_beta(beta: float, cost: float, budget: float, gain: float = 0.5, max_step: float = 2.0,

@@ -26,12 +26,14 @@ TRAINING: dict[str, Any] = {
     'lr_schedule': 'cosine',          # 'constant' or 'cosine' (decay to 1% over all epochs)
     'beta': {'schedule': 'log', 'start': 1e-7, 'end': 1e-4},
     'target': None,                   # a budget instead of the beta schedule: {luts: 2000} or {ebops: 5000}
+    'cost': 'ebops',                  # what beta multiplies in the loss: ebops, or luts (hgq.training.lut_cost)
     'float_epochs': 30,               # the float baseline of the same model; 0 skips it
     'seed': 1,
 }
 BETA_SCHEDULES = {'constant': ('value',), 'linear': ('start', 'end'), 'log': ('start', 'end')}
 LR_SCHEDULES = ('constant', 'cosine')
 TARGET_UNITS = ('ebops', 'luts')
+COSTS = ('ebops', 'luts')  # = hgq.training.lut_cost.COSTS (not imported: checking a config needs no Keras)
 TARGET_OPTIONS = ('beta_start', 'gain')  # hgq.training.BudgetController's, beside the one unit
 
 SYNTH: dict[str, Any] = {'clock_ns': 5.0, 'latency_cutoff': 5, 'check': 10_000}
@@ -89,6 +91,9 @@ def _check_training(t: dict[str, Any], where: str) -> None:
                           f'learning_rate: 0.003}}), got {opt!r}')
     if 'learning_rate' in opt:
         _positive_float(opt['learning_rate'], f'{where}.optimizer.learning_rate')
+    if t['cost'] not in COSTS:
+        raise ConfigError(f'{where}.cost = {t["cost"]!r}: valid values: {", ".join(COSTS)} (what beta multiplies '
+                          'in the loss: EBOPs, or the LUT cost fitted to Yosys)')
     if t['lr_schedule'] not in LR_SCHEDULES:
         raise ConfigError(f'{where}.lr_schedule = {t["lr_schedule"]!r}: valid values: {", ".join(LR_SCHEDULES)}')
     beta = t['beta']

@@ -6,7 +6,7 @@ Sweep file (YAML):
     random: {training.seed: [0, 1, 2, 3]}                                  # values drawn per trial
     trials: 4                       # number of random draws (with `random`)
     seed: 0                         # seed of the random draws, so a rerun draws the same trials
-    resources: {cpus: 1}            # per trial (the Ray engine)
+    resources: {cpus: 1, gpus: 0, local_cpus: 2}   # per trial; local_cpus: the local Ray instance's CPUs
 
 A trial's folder name is derived only from its overrides, so rerunning the same sweep finds its folders;
 a finished trial leaves DONE_FILE and is skipped.
@@ -15,9 +15,11 @@ a finished trial leaves DONE_FILE and is skipped.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import itertools
 import json
+import os
 import random
 import re
 from collections.abc import Mapping
@@ -29,6 +31,45 @@ from .config import ConfigError
 
 DONE_FILE = 'trial_done.json'
 SWEEP_KEYS = ('grid', 'random', 'trials', 'seed', 'resources')
+RESOURCE_KEYS = ('cpus', 'gpus', 'local_cpus')
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    """What one trial reserves on a Ray node, and the CPUs of a local Ray instance (`hgq sweep` starts one)."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+    local_cpus: int = 1
+
+
+def resources(sweep: Mapping[str, Any], where: str = 'sweep') -> Resources:
+    """The sweep file's `resources` section, checked; local_cpus defaults to this machine's CPU count."""
+    given = sweep.get('resources', {}) or {}
+    if not isinstance(given, Mapping):
+        raise ConfigError(f'{where}: resources: expected a mapping like {{cpus: 1, gpus: 0, local_cpus: 2}}')
+    unknown = sorted(set(given) - set(RESOURCE_KEYS))
+    if unknown:
+        raise ConfigError(f'{where}: resources: unknown key(s) {", ".join(unknown)}; valid: {", ".join(RESOURCE_KEYS)}')
+    values: dict[str, Any] = {}
+    checks = (('cpus', 1.0, 'a number > 0', lambda v: v > 0), ('gpus', 0.0, 'a number >= 0', lambda v: v >= 0),
+              ('local_cpus', os.cpu_count() or 1, 'a positive integer', lambda v: v >= 1 and v == int(v)))
+    for key, default, what, ok in checks:
+        value = given.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+            raise ConfigError(f'{where}: resources.{key}: expected {what}, got {value!r}')
+        values[key] = int(value) if key == 'local_cpus' else float(value)
+    return Resources(**values)
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """One trial: its overrides, its run folder and its resolved config (checked before anything runs)."""
+
+    name: str
+    overrides: dict[str, Any]
+    run_dir: Path
+    config: dict[str, Any]
 
 
 def _check_values(space: Any, where: str) -> dict[str, list[Any]]:
@@ -90,25 +131,35 @@ def mark_done(run_dir: str | Path, overrides: Mapping[str, Any]) -> None:
     write_json_atomic(Path(run_dir) / DONE_FILE, {'overrides': dict(overrides)})
 
 
+def plan(project: Any, sweep: Mapping[str, Any], out_dir: str | Path,
+         config_path: str | Path | None = None) -> list[Trial]:
+    """Every trial of the sweep with its resolved config, so a bad override fails before any training."""
+    from .config import read_yaml, resolve
+
+    default = project.directory / 'config.yaml'
+    source = Path(config_path) if config_path is not None else default
+    given = read_yaml(source) if (config_path is not None or source.is_file()) else {}
+    resources(sweep)
+    trials = []
+    for overrides in expand(sweep):
+        config = resolve(apply(given, overrides), project.module.DATA, project.module.MODEL,
+                         where=f'{source} with {overrides}')
+        name = trial_name(overrides)
+        trials.append(Trial(name, overrides, Path(out_dir) / name, config))
+    return trials
+
+
 def run_serial(project: Any, sweep: Mapping[str, Any], out_dir: str | Path,
                config_path: str | Path | None = None) -> list[Path]:
     """Run every trial one after another (the `--serial` engine); finished trials are skipped, an
     interrupted one resumes from its last saved epoch (hgq train's own resumable state)."""
-    from .config import read_yaml, resolve
     from .train import train
 
-    default = project.directory / 'config.yaml'
-    source = Path(config_path) if config_path is not None else default
-    given = read_yaml(source) if source.is_file() else {}
-    folders = []
-    for overrides in expand(sweep):
-        run_dir = Path(out_dir) / trial_name(overrides)
-        folders.append(run_dir)
-        if is_done(run_dir):
-            print(f'{run_dir}: done, skipped', flush=True)
+    trials = plan(project, sweep, out_dir, config_path)
+    for trial in trials:
+        if is_done(trial.run_dir):
+            print(f'{trial.run_dir}: done, skipped', flush=True)
             continue
-        config = resolve(apply(given, overrides), project.module.DATA, project.module.MODEL,
-                         where=f'{source} with {overrides}')
-        train(project, config, run_dir)
-        mark_done(run_dir, overrides)
-    return folders
+        train(project, trial.config, trial.run_dir)
+        mark_done(trial.run_dir, trial.overrides)
+    return [t.run_dir for t in trials]

@@ -60,14 +60,14 @@ def _step(timings: dict[str, float], key: str, what: str) -> Iterator[None]:
 
 
 def _on_port_grid(ports: list[Any], inputs: list[np.ndarray]) -> tuple[list[np.ndarray], int]:
-    """The inputs as the RTL input ports carry them (truncated and wrapped to each port's format, as
-    `RTLProject.predict(..., strict=False)` does), and how many values lay beyond the port's range (wrapped)."""
+    """The inputs as the RTL input ports carry them (truncated to each port's grid, then wrapped or saturated as
+    the port states, as `RTLProject.predict(..., strict=False)` does), and how many values lay beyond its range."""
     from hgq.quantizers.fixed_point import quantize_np
 
     out, wrapped = [], 0
     for x, port in zip(inputs, ports):
         k, i, f = (np.broadcast_to(a, port.shape) for a in (port.fmt.k, port.fmt.i, port.fmt.f))
-        q = quantize_np(np.asarray(x, dtype=np.float64), k, i, f, 'TRN', 'WRAP')
+        q = quantize_np(np.asarray(x, dtype=np.float64), k, i, f, 'TRN', port.overflow)
         wrapped += int(np.sum(np.abs(q - x) >= 2.0**-f))  # truncation moves a value by less than one step
         out.append(q)
     return out, wrapped
@@ -130,7 +130,8 @@ def _check_rtl(args: SynthSettings, graph: Any, prj: Any, calibration: np.ndarra
     print(f'{simulator} vs exact emulator: {mismatches} mismatches in {n_outputs} outputs ({n_inputs} inputs: '
           f'{args.check} random incl. overflowing'
           f'{"" if calibration is None else f", {len(calibration)} calibration"}; both fed the inputs as the '
-          f'RTL port carries them: truncated to its grid, {wrapped} values beyond its range wrapped)', flush=True)
+          f'RTL port carries them: truncated to its grid, {wrapped} values beyond its range '
+          f'{"saturated" if any(p.overflow == "SAT" for p in sim.ports) else "wrapped"})', flush=True)
     print(f'  the port itself: the emulator on the float inputs differs in {port_effect} outputs', flush=True)
     return {'simulator': simulator, 'sim_dir': str(sim.path), 'inputs': n_inputs, 'random': args.check,
             'calibration': 0 if calibration is None else len(calibration), 'outputs': n_outputs,

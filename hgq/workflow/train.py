@@ -11,6 +11,8 @@ Run folder (everything written atomically; an interrupted run continues where it
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -128,6 +130,36 @@ def train_float(project: Project, config: dict[str, Any], data: Any, run_dir: Pa
     return result
 
 
+def _reconcile(run_dir: Path, epochs: int, model: Any) -> None:
+    """Bring history.csv and the Pareto index to last.json's `epochs`. Per epoch they are written in turn
+    (history row, last.keras/json, Pareto index), so a process killed between two writes leaves one a step
+    ahead or behind: a history row of the epoch that is run again is dropped, and an epoch that last.keras
+    holds but the index missed is offered to the front now (last.keras is that epoch's model)."""
+    from hgq.training import ParetoCheckpoint, read_index
+
+    history = run_dir / HISTORY_FILE
+    rows: list[dict[str, str]] = []
+    if history.is_file():
+        lines = history.read_text(encoding='utf-8').splitlines(keepends=True)
+        if len(lines) > epochs + 1:
+            write_text_atomic(history, ''.join(lines[:epochs + 1]))
+        rows = list(csv.DictReader(io.StringIO(''.join(lines[:epochs + 1]))))
+    index = read_index(run_dir / CHECKPOINTS)
+    behind = (0 if index is None else int(index['last_epoch'])) == epochs - 1
+    row = next((r for r in rows if r.get('epoch') == str(epochs - 1)), None)
+    if behind and row is not None:
+        logs = {}
+        for key, value in row.items():
+            try:
+                logs[key] = float(value)
+            except (TypeError, ValueError):
+                continue
+        pareto = ParetoCheckpoint(run_dir / CHECKPOINTS, metrics=PARETO_METRICS)
+        pareto.set_model(model)
+        pareto.on_epoch_end(epochs - 1, logs)
+        print(f'{run_dir}: offered epoch {epochs} (saved, but not yet in the Pareto index) to the front', flush=True)
+
+
 def _start_or_resume(project: Project, config: dict[str, Any], run_dir: Path, restart: bool) -> tuple[Any, int]:
     """(model, completed epochs): a fresh model, or the saved state of an interrupted run with the same config."""
     import keras
@@ -150,7 +182,9 @@ def _start_or_resume(project: Project, config: dict[str, Any], run_dir: Path, re
         if state is not None:
             model_path, epochs = state
             print(f'resuming {run_dir} after epoch {epochs}', flush=True)
-            return load_checkpoint(model_path), epochs
+            model = load_checkpoint(model_path)
+            _reconcile(run_dir, epochs, model)
+            return model, epochs
     run = {'format': RUN_FORMAT, 'project': project.name, 'project_dir': str(project.directory),
            'config': config, 'backend': keras.backend.backend(), 'created': time.strftime('%Y-%m-%d %H:%M:%S')}
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -160,8 +194,9 @@ def _start_or_resume(project: Project, config: dict[str, Any], run_dir: Path, re
 
 
 def train(project: Project, config: dict[str, Any], run_dir: str | os.PathLike, restart: bool = False,
-          data: Any = None) -> dict[str, Any]:
-    """Train `project` as `config` says into `run_dir`; returns the Pareto index (hgq.training.read_index)."""
+          data: Any = None, callbacks: tuple[Any, ...] = ()) -> dict[str, Any]:
+    """Train `project` as `config` says into `run_dir`; returns the Pareto index (hgq.training.read_index).
+    `callbacks` run after the run folder's own (so they see an epoch only once it is saved)."""
     import keras
 
     from hgq.training import (
@@ -172,6 +207,7 @@ def train(project: Project, config: dict[str, Any], run_dir: str | os.PathLike, 
         ResetRanges,
         read_index,
     )
+    from hgq.training.lut_cost import LUTLogger, use_cost
 
     run_dir = Path(run_dir)
     training = config['training']
@@ -180,6 +216,7 @@ def train(project: Project, config: dict[str, Any], run_dir: str | os.PathLike, 
         data = project.load_data(config)
     model, done = _start_or_resume(project, config, run_dir, restart)
     data.check(tuple(model.inputs[0].shape[1:]))
+    use_cost(model, training.get('cost', 'ebops'))  # before fit: the train step is traced with its cost
     train_float(project, config, data, run_dir)
     epochs = training['epochs']
     if done >= epochs:
@@ -189,16 +226,19 @@ def train(project: Project, config: dict[str, Any], run_dir: str | os.PathLike, 
         steps = -(-len(data.x_train) // training['batch_size'])
         _compile(model, training, steps, epochs)
     steer = beta_callback(training, model, resumed=done > 0)
+    target = training.get('target') or {}
+    # the LUT cost is logged (history.csv: lut_estimate) whenever it steers training or the budget
+    lut_log = [LUTLogger()] if training.get('cost') == 'luts' or 'luts' in target else []
     print(f'HGQ training: {epochs - done} epochs, '
           f'{steer if training.get("target") else "beta " + str(training["beta"])}', flush=True)
     start = time.perf_counter()
     model.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), initial_epoch=done,
               epochs=epochs, batch_size=training['batch_size'], verbose=0, callbacks=[
-                  ResetRanges(), steer, EBOPsLogger(),
+                  ResetRanges(), steer, EBOPsLogger(), *lut_log,
                   keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
                   LatestCheckpoint(run_dir),
                   ParetoCheckpoint(run_dir / CHECKPOINTS, metrics=PARETO_METRICS),
-                  ProgressBar(mode='overall'),
+                  ProgressBar(mode='overall'), *callbacks,
               ])
     print(f'trained {epochs - done} epochs in {time.perf_counter() - start:.0f} s', flush=True)
     return read_index(run_dir / CHECKPOINTS)

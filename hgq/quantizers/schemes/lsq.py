@@ -111,7 +111,7 @@ class LSQQuantizer(Quantizer):
             fresh = ops.equal(self.initialized, 0.0)
             s_new = ops.where(fresh, self._init_value(xc), s)
             self.scale.assign(s_new)
-            self.initialized.assign(ops.ones_like(self.initialized))
+            self.initialized.assign(ops.ones(self.initialized.shape))
             s = s + ops.stop_gradient(s_new - s)
         s = ops.abs(s) + 1e-12
         g = 1.0 / math.sqrt(self._n * self.q_p)

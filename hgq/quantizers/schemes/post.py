@@ -76,8 +76,8 @@ class POSTQuantizer(Quantizer):
         w = ops.reshape(w, (-1, w.shape[-1])) if len(w.shape) else ops.reshape(w, (1, 1))
         a0 = ops.reshape(ops.quantile(w, self.percentile / 100.0, axis=0), self.alpha.shape)
         a0 = ops.maximum(a0, 2.0 ** -self.level_frac_bits)
-        self.alpha.assign(ops.where(self.alpha_set > 0, self.alpha, a0))
-        self.alpha_set.assign(ops.ones_like(self.alpha_set))
+        self.alpha.assign(ops.where(self.alpha_set.value > 0, self.alpha.value, a0))
+        self.alpha_set.assign(ops.ones(self.alpha_set.shape))
         try:
             self._initialized = bool(float(ops.convert_to_numpy(self.alpha_set)) > 0)
         except Exception:  # traced: the graph keeps the where() guard
