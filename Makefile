@@ -53,7 +53,7 @@ test-tf: $(STAMP)
 	KERAS_BACKEND=tensorflow $(PY) -m pytest -q tests
 
 test-jax: $(STAMP)
-	KERAS_BACKEND=jax $(PY) -m pytest -q -m "not tensorflow_only" tests/test_fixed_point.py tests/test_quantizer.py tests/test_layers.py tests/test_pwlq_augq.py
+	KERAS_BACKEND=jax $(PY) -m pytest -q -m "not tensorflow_only" tests/test_fixed_point.py tests/test_quantizer.py tests/test_layers.py tests/test_pwlq_augq.py tests/test_mulaw.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check hgq tests bench projects

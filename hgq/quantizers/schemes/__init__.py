@@ -7,6 +7,7 @@ IndexedFormat); docs/quantizers.md gives each one's definition and source.
 from . import (
     augq,  # noqa: F401  (registers 'augq')
     lsq,  # noqa: F401  (registers 'lsq')
+    mulaw,  # noqa: F401  (registers 'mulaw')
     post,  # noqa: F401  (registers 'post')
     pwlq,  # noqa: F401  (registers 'pwlq')
 )
