@@ -108,23 +108,50 @@ def matched(index: dict[str, Any], val_accuracy: float) -> dict[str, Any] | None
     return min(ok, key=lambda c: c['metrics']['ebops']) if ok else None
 
 
-def synth(work: Path, name: str, checkpoint: Path, calibrate: bool, x_train: np.ndarray, check: int) -> dict[str, Any]:
-    """`hgq synth` of one checkpoint (cached): LUT/FF/latency, Verilator mismatches, exact EBOPs."""
+def synth(work: Path, name: str, checkpoint: Path, calibrate: bool, x_train: np.ndarray, check: int,
+          jobs: int, trace_only: bool) -> dict[str, Any]:
+    """`hgq synth` of one checkpoint (cached): LUT/FF/latency, Verilator mismatches (check > 0), IR EBOPs.
+
+    check == 0: Yosys counts only. trace_only (and nothing cached): da4ml's LUT estimate and latency, no Yosys."""
     from hgq.workflow.files import load_checkpoint
     from hgq.workflow.synth import SynthSettings, synthesize_model
 
     out = work / 'synth' / name
     cached = out / 'report.json'
+    if not cached.is_file() and trace_only:
+        return _trace_only(checkpoint, calibrate, x_train)
     if not cached.is_file():
-        settings = SynthSettings(out_dir=str(out), clock_ns=5.0, latency_cutoff=5, check=check, jobs=2,
-                                 checkpoint=str(checkpoint), calibration='x_train' if calibrate else None)
+        settings = SynthSettings(out_dir=str(out), clock_ns=5.0, latency_cutoff=5, check=check, jobs=jobs,
+                                 checkpoint=str(checkpoint), calibration='x_train' if calibrate else None,
+                                 counts_only=check == 0)
         synthesize_model(load_checkpoint(checkpoint, compile=False), settings, x_train if calibrate else None)
     report = json.loads(cached.read_text())
     check_ = report.get('check') or {}
-    return {'LUT': report['synthesis']['LUT'], 'FF': report['synthesis']['FF'],
-            'latency_cycles': report['latency']['cycles'], 'latency_ns': report['latency']['ns'],
+    return {'LUT': report['synthesis']['LUT'], 'FF': report['synthesis']['FF'], 'source': 'yosys',
+            'da4ml_luts': round(report['da4ml']['cost_luts']),
+            'latency_cycles': report['latency']['cycles'], 'latency_ns': report['latency']['latency_ns'],
             'ebops': report['ebops']['ir_total'], 'verilator_outputs': check_.get('outputs'),
             'verilator_mismatches': check_.get('mismatches'), 'yosys_s': report['timings_s'].get('yosys')}
+
+
+def _trace_only(checkpoint: Path, calibrate: bool, x_train: np.ndarray) -> dict[str, Any]:
+    """da4ml's LUT estimate and latency of a design that Yosys has not run on (no LUT/FF counts)."""
+    from hgq import ir
+    from hgq import report as rep
+    from hgq.export.rtl import write_rtl
+    from hgq.training import calibrate as calibrate_model
+    from hgq.workflow.files import load_checkpoint
+
+    model = load_checkpoint(checkpoint, compile=False)
+    if calibrate:
+        calibrate_model(model, x_train)
+    graph = ir.from_model(model)
+    prj = write_rtl(graph, Path('/tmp') / f'qkeras_peer_trace_{checkpoint.stem}', 'hgq_model', latency_cutoff=5,
+                    clock_period=5.0, write=False)
+    return {'LUT': None, 'FF': None, 'source': 'da4ml estimate', 'da4ml_luts': round(float(prj.comb.cost)),
+            'latency_cycles': prj.latency.cycles, 'latency_ns': prj.latency.ns,
+            'ebops': round(sum(r['ebops'] for r in rep.ebops_per_layer(graph)), 3), 'verilator_outputs': None,
+            'verilator_mismatches': None, 'yosys_s': None}
 
 
 def accuracy(checkpoint: Path, x: np.ndarray, y: np.ndarray, x_cal: np.ndarray | None) -> float:
@@ -146,7 +173,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     styles = {'QKeras (imported)': ('s', 'C3'), 'HGQ from scratch': ('o', 'C0'), 'HGQ fine-tuned': ('^', 'C2')}
     for flow, (marker, color) in styles.items():
-        pts = [(r['LUT'], r['test_accuracy'], r['label']) for r in rows if r['flow'] == flow]
+        pts = [(r['LUT'] or r['da4ml_luts'], r['test_accuracy'], r['label'] + ('' if r['LUT'] else ' (da4ml est.)'))
+               for r in rows if r['flow'] == flow]
         if pts:
             ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=marker, color=color, label=flow, zorder=3)
             for lut, acc, label in pts:
@@ -168,7 +196,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument('--ft-lr', type=float, default=5e-4,
                    help='fine-tuning learning rate (default 5e-4; from scratch and QKeras: 3e-3, the project\'s)')
     p.add_argument('--bits', type=int, nargs='+', default=[4, 6, 8])
-    p.add_argument('--check', type=int, default=10_000, help='random inputs through Verilator per design')
+    p.add_argument('--check', type=int, default=10_000,
+                   help='random inputs through Verilator per imported QKeras design (0: Yosys counts only)')
+    p.add_argument('--hgq-check', type=int, default=0,
+                   help='the same for the HGQ designs (default 0: Yosys counts only; tests hold their exactness)')
+    p.add_argument('--jobs', type=int, default=2, help='processes per hgq synth (Yosys beside Verilator)')
+    p.add_argument('--trace-only', action='store_true',
+                   help='no new Yosys runs: designs without a cached report get da4ml\'s LUT estimate')
     p.add_argument('--qkeras-python', type=Path, default=QKERAS_PYTHON)
     p.add_argument('--work', type=Path, default=REPO / 'runs' / 'qkeras_peer')
     p.add_argument('--json', type=Path, default=REPO / 'bench/results/qkeras_peer.json')
@@ -184,8 +218,11 @@ def main(argv: list[str] | None = None) -> None:
     ratios: list[dict[str, Any]] = []
     for q in qk['results']:
         bits = q['bits']
+        if bits not in args.bits:
+            continue
         imp = stage_import(args.work, q, d['x_test'])
-        s_imp = synth(args.work, f'qkeras_{bits}b', Path(imp['path']), False, d['x_train'], args.check)
+        s_imp = synth(args.work, f'qkeras_{bits}b', Path(imp['path']), False, d['x_train'], args.check, args.jobs,
+                      args.trace_only)
         qrow = {'flow': 'QKeras (imported)', 'label': f'{bits}b', 'bits': bits, 'val_accuracy': q['val_accuracy'],
                 'test_accuracy': q['test_accuracy'], 'hls4ml': q.get('hls4ml'), 'import': imp, **s_imp}
         rows.append(qrow)
@@ -197,13 +234,14 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             ckpt = Path(run['run']) / 'checkpoints' / c['file']
             name = f'{"scratch" if flow.endswith("scratch") else "ft"}_{bits}b_match_e{c["epoch"]}'
-            s = synth(args.work, name, ckpt, True, d['x_train'], args.check)
+            s = synth(args.work, name, ckpt, True, d['x_train'], args.hgq_check, args.jobs, args.trace_only)
             acc = accuracy(ckpt, d['x_test'], d['y_test'], d['x_train'])
             label = f'≥{bits}b e{c["epoch"]}' if flow.endswith('scratch') else f'from {bits}b e{c["epoch"]}'
             rows.append({'flow': flow, 'label': label, 'bits': bits, 'epoch': c['epoch'],
                          'val_accuracy': c['metrics']['val_accuracy'], 'test_accuracy': acc, **s})
             ratios.append({'bits': bits, 'flow': flow, 'matched': True, 'epoch': c['epoch'],
-                           'lut_ratio': round(qrow['LUT'] / max(s['LUT'], 1), 2),
+                           'lut_ratio': round(qrow['LUT'] / s['LUT'], 2) if qrow['LUT'] and s['LUT'] else None,
+                           'da4ml_lut_ratio': round(qrow['da4ml_luts'] / s['da4ml_luts'], 2),
                            'ebops_ratio': round(qrow['ebops'] / max(s['ebops'], 1e-9), 2)})
     print_table(rows, ratios)
     command = ' '.join(['python', 'bench/qkeras_peer.py', *(argv or sys.argv[1:])])
@@ -219,8 +257,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def print_table(rows: list[dict[str, Any]], ratios: list[dict[str, Any]]) -> None:
-    head = f'{"flow":<18} {"model":<14} {"val acc":>8} {"test acc":>8} {"EBOPs":>9} {"LUT":>7} {"FF":>6} ' \
-           f'{"cycles":>6} {"verilator":>11} {"hls4ml !=":>12}'
+    head = f'{"flow":<18} {"model":<14} {"val acc":>8} {"test acc":>8} {"EBOPs":>9} {"LUT":>7} {"da4ml":>7} ' \
+           f'{"FF":>6} {"cycles":>6} {"verilator":>11} {"hls4ml !=":>12}'
     print(head)
     print('-' * len(head))
     for r in rows:
@@ -228,12 +266,13 @@ def print_table(rows: list[dict[str, Any]], ratios: list[dict[str, Any]]) -> Non
         h = r.get('hls4ml')
         hs = f'{h["mismatches"]}/{h["outputs"]}' if h else ''
         print(f'{r["flow"]:<18} {r["label"]:<14} {r["val_accuracy"]:>8.4f} {r["test_accuracy"]:>8.4f} '
-              f'{r["ebops"]:>9.0f} {r["LUT"]:>7} {r["FF"]:>6} {r["latency_cycles"]:>6} {v:>11} {hs:>12}')
+              f'{r["ebops"]:>9.0f} {r["LUT"] or "-":>7} {r["da4ml_luts"]:>7} {r["FF"] or "-":>6} '
+              f'{r["latency_cycles"]:>6} {v:>11} {hs:>12}')
     print()
     for r in ratios:
         if r['matched']:
-            print(f'{r["bits"]}-bit QKeras vs {r["flow"]} (epoch {r["epoch"]}): {r["lut_ratio"]}x fewer LUTs, '
-                  f'{r["ebops_ratio"]}x fewer EBOPs')
+            print(f'{r["bits"]}-bit QKeras vs {r["flow"]} (epoch {r["epoch"]}): {r["lut_ratio"] or "-"}x fewer Yosys '
+                  f'LUTs ({r["da4ml_lut_ratio"]}x da4ml estimate), {r["ebops_ratio"]}x fewer EBOPs')
         else:
             print(f'{r["bits"]}-bit QKeras vs {r["flow"]}: no checkpoint reaches its validation accuracy')
     print(PAPER_CLAIM)
