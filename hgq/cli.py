@@ -118,7 +118,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             config['training']['epochs'] = args.epochs
         out = Path(args.out or f'runs/{project.name}')
         print(f'project {project.name} ({project.directory}), run folder {out}', flush=True)
-        index = train(project, config, out, restart=args.restart)
+        index = train(project, config, out, restart=args.restart, init=args.init)
     except (ConfigError, FileNotFoundError, ValueError) as e:
         print(f'hgq train: {e}', file=sys.stderr)
         return 2
@@ -221,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument('--epochs', type=int, metavar='N', help='override training.epochs')
     train.add_argument('--out', metavar='DIR', help='the run folder (default runs/PROJECT)')
     train.add_argument('--restart', action='store_true', help='discard an earlier run in the folder')
+    train.add_argument('--init', metavar='MODEL.keras',
+                       help="start from this hgq model instead of the project's (e.g. from hgq import-qkeras: its "
+                            'fixed formats become learnable at the same bits)')
     train.set_defaults(run=cmd_train)
     sweep = sub.add_parser('sweep', help='train many configs of a project (grid/random), each an hgq train run')
     sweep.add_argument('project', help='project name or folder')

@@ -475,8 +475,8 @@ def test_unsupported_operation_and_rounding_name_the_layer(rtl: Any, tmp_path: P
     g = _tiny(Node('s', 'softmax', ['q'], (4,), source='my_softmax'))
     with pytest.raises(NotImplementedError, match=r"my_softmax.*no operation 'softmax'.*supported: quantize"):
         rtl.write_rtl(g, tmp_path / 'a', 'a')
-    g = _tiny(_q('q2', 'q', (4,), Format.of(1, 1, 1, (4,)), rnd='RND_CONV'))
-    with pytest.raises(NotImplementedError, match=r"layer_q2.*RND_CONV.*TRN, RND"):
+    g = _tiny(_q('q2', 'q', (4,), Format.of(1, 1, 1, (4,)), rnd='RND_ZERO'))
+    with pytest.raises(NotImplementedError, match=r"layer_q2.*RND_ZERO.*TRN, RND, RND_CONV"):
         rtl.trace_da4ml(g)
     g = Graph([Node('x', 'input', [], (4,)), Node('r', 'relu', ['x'], (4,), source='my_relu')], ['x'], ['r'])
     with pytest.raises(ValueError, match=r'my_relu.*feeds a .relu. directly.*quantizer'):

@@ -6,7 +6,8 @@ Each IR op becomes the da4ml operations that compute the same integers (the sema
 | IR op | da4ml |
 |---|---|
 | input | one input port per element, quantized to the *port format* (WRAP, TRN: what a port can do) |
-| quantize | `x.quantize(k, i, f, overflow_mode, round_mode)` per element (TRN/RND; WRAP/SAT/SAT_SYM) |
+| quantize | `x.quantize(k, i, f, overflow_mode, round_mode)` per element (TRN/RND; WRAP/SAT/SAT_SYM); |
+| | RND_CONV (ties to even) as x + 2^(-f-1) - ulp + lsb·ulp, then TRN (`_ties_to_even_bias`) |
 | dense | `x @ W` (da4ml's constant-matrix solver; W split into float32-exact parts) `+ b` |
 | conv | zero padding, sliding windows, then as dense on every window |
 | affine | `x * scale + offset` (shift-and-add constant multiplication) |
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from math import prod
 from typing import Any
 
@@ -54,6 +56,8 @@ from ..quantizers.fixed_point import quantize_np
 from ..quantizers.modes import check_overflow_mode, check_round_mode
 
 DA4ML_ROUND_MODES = ('TRN', 'RND')
+#: rounding modes the RTL backend implements: da4ml's own, plus RND_CONV built from da4ml primitives
+RTL_ROUND_MODES = ('TRN', 'RND', 'RND_CONV')
 #: da4ml represents constants with at most 32 fractional bits (`_const_f`) and the constant-matrix
 #: solver reads float32 matrices; constants outside these bounds are refused rather than rounded
 MAX_CONST_F = 31
@@ -215,9 +219,9 @@ def _matmul(x: Any, w: np.ndarray) -> Any:
 
 def _quantize(x: Any, fmt: Format, shape: tuple[int, ...], round_mode: str, overflow_mode: str, node: Node) -> Any:
     rnd, ovf = check_round_mode(round_mode), check_overflow_mode(overflow_mode)
-    if rnd not in DA4ML_ROUND_MODES:
-        raise _fail(node, f'rounding mode {rnd} has no da4ml 0.6 operation (it supports '
-                    f'{", ".join(DA4ML_ROUND_MODES)}); use round_mode="RND" or "TRN" in this layer\'s quantizer')
+    if rnd not in RTL_ROUND_MODES:
+        raise _fail(node, f'rounding mode {rnd} has no RTL implementation (supported: '
+                    f'{", ".join(RTL_ROUND_MODES)}); use one of these in this layer\'s quantizer')
     k, i, f = (np.broadcast_to(a, shape) for a in (fmt.k, fmt.i, fmt.f))
     raw_x = _raw(x)
     const = np.vectorize(lambda v: v.low == v.high, otypes=[bool])(raw_x).reshape(raw_x.shape)
@@ -241,6 +245,8 @@ def _quantize_variables(x: Any, k: np.ndarray, i: np.ndarray, f: np.ndarray, rnd
     if mask is not None:
         # elements outside the mask are constants handled by the caller: quantize them in a harmless format
         k, i, f = (np.where(mask, a, d) for a, d in ((k, 1), (i, 40), (f, 40)))
+    if rnd == 'RND_CONV':
+        x, rnd = _ties_to_even_bias(x, k, i, f), 'TRN'
     if ovf == 'SAT_SYM':
         # A lone sign bit (k=1, i+f=0): the emulator (and ap_fixed) keep -1, i.e. saturate like SAT,
         # where da4ml's SAT_SYM would clip to 0.
@@ -253,6 +259,38 @@ def _quantize_variables(x: Any, k: np.ndarray, i: np.ndarray, f: np.ndarray, rnd
     if ovf == 'WRAP':
         y = _fix_unsigned_wrap(x, y, k, i, f, rnd)
     return y
+
+
+def _grid_f(v: Any) -> int:
+    """Fractional bits F >= 0 of a power-of-two grid 2^-F holding every value (low + j·step) of a traced
+    element. Any such F serves `_ties_to_even_bias` (its proof needs x·2^F integer only)."""
+    return max(Fraction(value).denominator.bit_length() - 1 for value in (v.low, v.step))
+
+
+def _ties_to_even_bias(x: Any, k: np.ndarray, i: np.ndarray, f: np.ndarray) -> Any:
+    """x plus the bias after which truncation at 2^-f is RND_CONV (round half to even), per element.
+
+    With x = u·2^-F (u integer, F = x's fractional bits) and d = F - f >= 1, write u = q·2^d + r
+    (0 <= r < 2^d) and let b = q mod 2, the lowest kept bit. Then
+        floor((u + 2^(d-1) - 1 + b) / 2^d) = q + [r >= 2^(d-1) + 1 - b],
+    since 0 <= r + 2^(d-1) - 1 + b < 2^(d+1): q+1 exactly when r is above half, or at half with q odd;
+    that is round(u / 2^d) with ties to even. The bias 2^(-f-1) - 2^-F is a constant, and b·2^-F is the
+    bit of weight 2^-f shifted down by d: z = x wrapped to the 1-bit signed format (1, -f, f) is -b·2^-f
+    (a bit selection, no logic). Elements already on the 2^-f grid (d <= 0), constants and pruned elements
+    (k + i + f <= 0) are left as they are; the caller truncates everything afterwards."""
+    raw = _raw(x)
+    out, changed = raw.copy(), False
+    for idx in np.ndindex(raw.shape):
+        v, ff = raw[idx], int(f[idx])
+        if v.low == v.high or int(k[idx] + i[idx]) + ff <= 0:
+            continue
+        big_f = _grid_f(v)
+        if big_f <= ff:
+            continue
+        z = v.quantize(1, -ff, ff, 'WRAP', 'TRN')  # -b·2^-f
+        out[idx] = v + (2.0 ** (-ff - 1) - 2.0 ** -big_f) - z * 2.0 ** (ff - big_f)
+        changed = True
+    return _fva(out, x) if changed else x
 
 
 def _fix_unsigned_wrap(x: Any, y: Any, k: np.ndarray, i: np.ndarray, f: np.ndarray, rnd: str) -> Any:
@@ -548,11 +586,12 @@ def _op_avg_pool(node: Node, args: list[Any]) -> Any:
     fmt = a['fmt']
     k, i, f = (np.broadcast_to(v, node.shape) for v in (fmt.k, fmt.i, fmt.f))
     rnd, ovf = check_round_mode(a['round_mode']), check_overflow_mode(a['overflow_mode'])
-    if rnd not in DA4ML_ROUND_MODES:
-        raise _fail(node, f'rounding mode {rnd} is not supported here (TRN, RND are)')
     if count & (count - 1) == 0:  # a power of two: the division is a shift, then the usual quantizer
         mean = total * (1.0 / count)
         return _quantize(mean, fmt, node.shape, rnd, ovf, node)
+    if rnd not in DA4ML_ROUND_MODES:
+        raise _fail(node, f'rounding mode {rnd} is not supported for a pooling window of {count} elements '
+                    '(TRN, RND are; any of TRN, RND, RND_CONV for power-of-two windows)')
     mean = _divide_round(total, count, f, rnd, node)  # exact codes at f, then overflow only (as the emulator)
     return _quantize(mean, fmt, node.shape, 'TRN', ovf, node)
 

@@ -7,6 +7,9 @@ Run folder (everything written atomically; an interrupted run continues where it
     history.csv         one row of logs per epoch (loss, accuracy, EBOPs, beta, ...)
     last.keras/.json    the latest model with its optimizer state (hgq.training.LatestCheckpoint)
     checkpoints/        the Pareto-optimal epochs on (val_accuracy max, ebops min) and pareto.json
+
+With `init` (`hgq train --init MODEL.keras`) training starts from that model instead of the project's:
+an imported QKeras model (fixed formats) is made learnable first (`hgq.importers.learnable`).
 """
 
 from __future__ import annotations
@@ -160,8 +163,38 @@ def _reconcile(run_dir: Path, epochs: int, model: Any) -> None:
         print(f'{run_dir}: offered epoch {epochs} (saved, but not yet in the Pareto index) to the front', flush=True)
 
 
-def _start_or_resume(project: Project, config: dict[str, Any], run_dir: Path, restart: bool) -> tuple[Any, int]:
-    """(model, completed epochs): a fresh model, or the saved state of an interrupted run with the same config."""
+def load_init(path: str | os.PathLike) -> Any:
+    """The starting model of `hgq train --init`: a .keras model of hgq layers; fixed formats made learnable."""
+    from hgq.importers.learnable import to_learnable
+    from hgq.quantizers.hgq_quantizer import FixedQuantizer, HGQQuantizer
+
+    from .files import BadFileError
+
+    model = load_checkpoint(path, compile=False)
+    quantizers = [q for layer in model.layers if hasattr(layer, 'quantizers') for q in layer.quantizers().values()]
+    if not quantizers:
+        raise BadFileError(f'--init file {str(path)!r}: model {model.name!r} has no hgq quantized layers; expected a '
+                           'model of hgq layers (e.g. written by hgq import-qkeras or hgq train)')
+    if any(isinstance(q, FixedQuantizer) for q in quantizers):
+        print(f'{path}: fixed formats become learnable HGQ quantizers at the same (k, i, f)', flush=True)
+        return to_learnable(model)
+    if not any(isinstance(q, HGQQuantizer) for q in quantizers):
+        print(f'{path}: warning: no learnable (HGQ or fixed) quantizer; its formats are trained as they are',
+              flush=True)
+    return model
+
+
+def _check_init(model: Any, data: Any, path: str) -> None:
+    classes = getattr(data, 'class_names', None)
+    units = model.outputs[0].shape[-1]
+    if classes and units != len(classes):
+        raise ConfigError(f'--init {path}: the model has {units} outputs but the data has {len(classes)} classes')
+
+
+def _start_or_resume(project: Project, config: dict[str, Any], run_dir: Path, restart: bool,
+                     init: str | None = None) -> tuple[Any, int]:
+    """(model, completed epochs): a fresh model (the project's, or `init`), or the saved state of an
+    interrupted run with the same config and init."""
     import keras
 
     import hgq.layers  # noqa: F401 - registers the layers for loading
@@ -175,9 +208,10 @@ def _start_or_resume(project: Project, config: dict[str, Any], run_dir: Path, re
             shutil.rmtree(run_dir / CHECKPOINTS)
     elif run_file.is_file():
         previous = read_run(run_dir)
-        if previous['config'] != config or previous['project_dir'] != str(project.directory):
-            raise ConfigError(f'{run_dir} holds a run of {previous["project"]} with another config or project; '
-                              'pass --restart to overwrite it, or choose another --out')
+        if (previous['config'] != config or previous['project_dir'] != str(project.directory)
+                or previous.get('init') != init):
+            raise ConfigError(f'{run_dir} holds a run of {previous["project"]} with another config, project or '
+                              '--init; pass --restart to overwrite it, or choose another --out')
         state = latest_state(run_dir)
         if state is not None:
             model_path, epochs = state
@@ -185,18 +219,23 @@ def _start_or_resume(project: Project, config: dict[str, Any], run_dir: Path, re
             model = load_checkpoint(model_path)
             _reconcile(run_dir, epochs, model)
             return model, epochs
+    model = load_init(init) if init is not None else project.build_model(config, quantized=True)
     run = {'format': RUN_FORMAT, 'project': project.name, 'project_dir': str(project.directory),
            'config': config, 'backend': keras.backend.backend(), 'created': time.strftime('%Y-%m-%d %H:%M:%S')}
+    if init is not None:
+        run['init'] = init
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_file, run)
     write_text_atomic(run_dir / 'config.yaml', dump_yaml(config))
-    return project.build_model(config, quantized=True), 0
+    return model, 0
 
 
 def train(project: Project, config: dict[str, Any], run_dir: str | os.PathLike, restart: bool = False,
-          data: Any = None, callbacks: tuple[Any, ...] = ()) -> dict[str, Any]:
-    """Train `project` as `config` says into `run_dir`; returns the Pareto index (hgq.training.read_index).
-    `callbacks` run after the run folder's own (so they see an epoch only once it is saved)."""
+          data: Any = None, init: str | os.PathLike | None = None,
+          callbacks: tuple[Any, ...] = ()) -> dict[str, Any]:
+    """Train `project` as `config` says into `run_dir` (from the model in `init`, if given); returns the Pareto
+    index (hgq.training.read_index). `callbacks` run after the run folder's own (so they see an epoch only
+    once it is saved)."""
     import keras
 
     from hgq.training import (
@@ -214,8 +253,11 @@ def train(project: Project, config: dict[str, Any], run_dir: str | os.PathLike, 
     keras.utils.set_random_seed(training['seed'])
     if data is None:
         data = project.load_data(config)
-    model, done = _start_or_resume(project, config, run_dir, restart)
+    init = str(Path(init).resolve()) if init is not None else None
+    model, done = _start_or_resume(project, config, run_dir, restart, init)
     data.check(tuple(model.inputs[0].shape[1:]))
+    if init is not None:
+        _check_init(model, data, init)
     use_cost(model, training.get('cost', 'ebops'))  # before fit: the train step is traced with its cost
     train_float(project, config, data, run_dir)
     epochs = training['epochs']
