@@ -94,8 +94,9 @@ def train_seed(args: argparse.Namespace, seed: int, work: Path, cache: Path,
     if float_val is not None:  # one float baseline (the first seed's) is the reference of every seed
         ns.float_epochs = 0
     project, config, data = pvh.load_split(ns)
-    if args.ours_beta_end is not None:  # a candidate: our beta ramp only (HGQ2's stays the recipe's)
-        config['training']['beta']['end'] = args.ours_beta_end
+    if args.ours_beta_scale != 1:  # a candidate: our beta ramp only (HGQ2's stays the recipe's)
+        beta = config['training']['beta']
+        beta['start'], beta['end'] = beta['start'] * args.ours_beta_scale, beta['end'] * args.ours_beta_scale
     ns.batch_size = int(config['training']['batch_size'])
     ns.lr = float(config['training']['optimizer']['learning_rate'])
     split = work / 'split.npz'
@@ -311,8 +312,8 @@ def candidates(designs: list[dict[str, Any]], targets: list[float], slack: float
     return list(chosen.values())
 
 
-def cheapest(designs: list[dict[str, Any]], target: float) -> dict[str, Any] | None:
-    key = COST['key']
+def cheapest(designs: list[dict[str, Any]], target: float, key: str | None = None) -> dict[str, Any] | None:
+    key = key or COST['key']
     ok = [d for d in designs if key in d and d['test_accuracy'] >= target]
     return min(ok, key=lambda d: d[key]) if ok else None
 
@@ -341,13 +342,13 @@ def levels_table(levels: list[dict[str, Any]], ours_name: str) -> str:
     for lv in levels:
         def cell(v: Any, s: list[Any], n: int) -> str:
             return 'not reached' if v is None else f'{v:,.0f} [{s[0]:,.0f}-{s[1]:,.0f}] ({n})'
-        rows.append([f'float-{lv["drop_points"]} = {lv["target_accuracy"]:.4f}',
+        rows.append([f'float-{lv["drop_points"]} = {lv["target_accuracy"]:.4f}', lv['cost'],
                      cell(lv['ours_luts'], lv['ours_spread'], lv['ours_seeds_reached']),
                      cell(lv['hgq2_luts'], lv['hgq2_spread'], lv['hgq2_seeds_reached']),
                      '-' if lv['ratio'] is None else f'{lv["ratio"]:.2f}',
                      ' '.join('-' if r is None else f'{r:.2f}' for r in lv['ratio_per_seed']),
                      '' if lv['ratio'] is None else ('yes' if lv['ratio'] <= TARGET_RATIO else 'no')])
-    return format_table(['test accuracy >=', f'{ours_name}: LUT median [min-max] (seeds)',
+    return format_table(['test accuracy >=', 'counted', f'{ours_name}: LUT median [min-max] (seeds)',
                          'HGQ2: LUT median [min-max] (seeds)', 'ratio', 'per seed', f'<= {TARGET_RATIO}'], rows)
 
 
@@ -377,40 +378,42 @@ def print_breakdowns(rows: list[dict[str, Any]]) -> None:
 
 
 def plot(sides: dict[str, list[list[dict[str, Any]]]], float_acc: float, path: Path, title: str) -> None:
+    """Left: every designed checkpoint at da4ml's estimate; right: the synthesized ones at Yosys LUTs."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    fig = Figure(figsize=(9, 5.5), layout='constrained')
+    fig = Figure(figsize=(13, 5.5), layout='constrained')
     FigureCanvasAgg(fig)
-    ax = fig.subplots()
+    axes = fig.subplots(1, 2, sharey=True)
     colors = {'ours': 'tab:blue', 'ours_wrap': 'tab:green', 'hgq2': 'tab:orange'}
     styles = ('-', '--', ':', '-.')
-    for name, seeds in sides.items():
-        for n, designs in enumerate(seeds):
-            key = COST['key']
-            pts = [d for d in designs if key in d]
-            if not pts:
-                continue
-            ax.scatter([p[key] for p in pts], [p['test_accuracy'] for p in pts], s=9, alpha=0.35,
-                       color=colors.get(name, 'k'))
-            env = envelope(pts, key)
-            ax.step([p[key] for p in env], [p['test_accuracy'] for p in env], where='post',
-                    color=colors.get(name, 'k'), ls=styles[n % len(styles)], lw=1.2,
-                    label=f'{name} seed {designs[0]["seed"]}')
-    ax.axhline(float_acc, color='k', lw=1, label=f'float {float_acc:.4f}')
-    for d in DROP_POINTS:
-        ax.axhline(float_acc - d / 100, color='gray', ls=':', lw=0.7)
-    ax.set_xscale('log')
-    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f'{v:,.0f}'))
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel('Yosys synth_xilinx LUTs (combinational; synthesized checkpoints only)' if COST['key'] == 'LUT'
-                  else "da4ml's LUT estimate (no Yosys: --synth none)")
-    ax.set_ylabel('test accuracy')
-    ax.set_ylim(float_acc - 0.17, float_acc + 0.01)
-    ax.grid(alpha=0.3, which='both')
-    ax.legend(fontsize=7, loc='lower right', ncol=2)
+    panels = (('da4ml_cost', "da4ml's LUT estimate (every designed checkpoint)"),
+              ('LUT', 'Yosys synth_xilinx LUTs (combinational; the synthesized checkpoints)'))
+    for ax, (key, label) in zip(axes, panels, strict=True):
+        for name, seeds in sides.items():
+            for n, designs in enumerate(seeds):
+                pts = [d for d in designs if key in d]
+                if not pts:
+                    continue
+                ax.scatter([p[key] for p in pts], [p['test_accuracy'] for p in pts], s=9, alpha=0.35,
+                           color=colors.get(name, 'k'))
+                env = envelope(pts, key)
+                ax.step([p[key] for p in env], [p['test_accuracy'] for p in env], where='post',
+                        color=colors.get(name, 'k'), ls=styles[n % len(styles)], lw=1.2,
+                        label=f'{name} seed {designs[0]["seed"]}')
+        ax.axhline(float_acc, color='k', lw=1, label=f'float {float_acc:.4f}')
+        for d in DROP_POINTS:
+            ax.axhline(float_acc - d / 100, color='gray', ls=':', lw=0.7)
+        ax.set_xscale('log')
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f'{v:,.0f}'))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3, which='both')
+        ax.legend(fontsize=7, loc='lower right', ncol=2)
+    axes[0].set_ylabel('test accuracy (float - 1, 2, 3, 5, 7, 10, 15 points dotted)')
+    axes[0].set_ylim(float_acc - 0.17, float_acc + 0.01)
     fig.suptitle(title, fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -433,18 +436,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument('--min-val-accuracy', type=float, default=0.0,
                    help='skip checkpoints below this val accuracy (default: ours below float - 20 points)')
     p.add_argument('--slack', type=float, default=0.15, help='synthesize designs within this of the cheapest')
-    p.add_argument('--ours-beta-end', type=float,
-                   help='a candidate: end our beta ramp here instead (HGQ2 keeps --beta-end)')
+    p.add_argument('--ours-beta-scale', type=float, default=1.0,
+                   help='a candidate: multiply our whole beta ramp by this (HGQ2 keeps the recipe)')
     p.add_argument('--hgq2-root', type=Path,
                    help="reuse HGQ2's trained seeds from this WORKDIR/TAG folder of an earlier run (same recipe)")
     p.add_argument('--top-margin', type=float,
                    help='of the checkpoints with val accuracy above float val - this (points), design only the '
                         'cheapest (saves tracing the largest designs; the top level is float - 1)')
-    p.add_argument('--synth', choices=['candidates', 'none'], default='candidates',
-                   help="none: no Yosys, the levels count da4ml's estimate (a quick look, not the benchmark)")
+    p.add_argument('--synth', choices=['candidates', 'cached', 'none'], default='candidates',
+                   help="cached: no new Yosys runs, use the cached counts (a level lacking one counts da4ml's "
+                        "estimate); none: no Yosys, the levels count da4ml's estimate (a quick look)")
+    p.add_argument('--yosys-max-cost', type=float, default=float('inf'),
+                   help="synthesize only designs up to this da4ml cost; a level whose designs are larger counts "
+                        "da4ml's estimate on both sides (Yosys takes minutes per 20k-LUT design on a loaded machine)")
     p.add_argument('--jobs', type=int, default=2, help='Yosys processes at once')
     p.add_argument('--verilator', choices=['levels', 'first-seed', 'none'], default='first-seed',
                    help="simulate the designs chosen at the levels: all seeds', the first seed's, or none")
+    p.add_argument('--verilator-max-luts', type=float, default=float('inf'),
+                   help='simulate only chosen designs up to this size (Verilator builds of large designs take minutes)')
     p.add_argument('--check', type=int, default=2000, help='random inputs of our Verilator check')
     p.add_argument('--breakdown', type=float, nargs='*', default=[5, 7, 10, 15],
                    help="split the first seed's designs chosen at these levels by layer and kind")
@@ -470,8 +479,8 @@ def main(argv: list[str] | None = None) -> None:
 
     started = time.perf_counter()
     tag = f'e{args.epochs}_b{args.beta_start:g}-{args.beta_end:g}' + (f'_toy{args.toy}' if args.toy else '')
-    if args.ours_beta_end is not None:
-        tag += f'_ours-end{args.ours_beta_end:g}'
+    if args.ours_beta_scale != 1:
+        tag += f'_ours-beta-x{args.ours_beta_scale:g}'
     root = args.workdir.resolve() / tag
     info = machine_info()
     say(f'{info["cpu_model"]}, {info["nproc"]} CPUs, load {os.getloadavg()[0]:.1f}; seeds {args.seeds}, '
@@ -506,8 +515,12 @@ def main(argv: list[str] | None = None) -> None:
 
     # Yosys on the candidates of every level
     t = time.perf_counter()
-    todo = [d for seeds in sides.values() for ds in seeds for d in candidates(ds, targets, args.slack)
-            if 'LUT' not in d and args.synth == 'candidates']
+    # only the levels whose da4ml-cheapest designs are all under --yosys-max-cost (the rest count da4ml's estimate)
+    all_designs = [ds for seeds in sides.values() for ds in seeds]
+    yosys_targets = [t for t in targets if all(p['da4ml_cost'] <= args.yosys_max_cost for ds in all_designs
+                                               if (p := cheapest(ds, t, 'da4ml_cost')) is not None)]
+    todo = list({d['cache_file']: d for ds in all_designs for d in candidates(ds, yosys_targets, args.slack)
+                 if 'LUT' not in d and args.synth == 'candidates'}.values())
     if args.synth == 'none':
         COST['key'] = 'da4ml_cost'
     todo.sort(key=lambda d: -d['da4ml_cost'])  # the long ones first, so that the two workers end together
@@ -524,16 +537,24 @@ def main(argv: list[str] | None = None) -> None:
     # levels
     levels = []
     for drop, target in zip(DROP_POINTS, targets):
-        lv: dict[str, Any] = {'drop_points': drop, 'target_accuracy': target}
+        # Yosys LUTs where every side's and seed's da4ml-cheapest design at this level was synthesized (under
+        # --yosys-max-cost); otherwise da4ml's estimate for all of them, so that a level never mixes the two
+        ck = COST['key']
+        if ck == 'LUT' and any('LUT' not in p for ds in (x for seeds in sides.values() for x in seeds)
+                                if (p := cheapest(ds, target, 'da4ml_cost')) is not None):
+            ck = 'da4ml_cost'
+        lv: dict[str, Any] = {'drop_points': drop, 'target_accuracy': target,
+                              'cost': 'Yosys LUT' if ck == 'LUT' else "da4ml's LUT estimate"}
         for name, seeds in sides.items():
-            picks = [cheapest(ds, target) for ds in seeds]
-            luts = [None if p is None else p[COST['key']] for p in picks]
+            picks = [cheapest(ds, target, ck) for ds in seeds]
+            luts = [None if p is None else p[ck] for p in picks]
             key = 'ours' if name == 'ours' else name
             lv[f'{key}_luts'] = median_or_none(luts)
             lv[f'{key}_spread'] = spread(luts)
             lv[f'{key}_seeds_reached'] = sum(v is not None for v in luts)
             lv[f'{key}_per_seed'] = [None if p is None else {
-                'seed': p['seed'], 'epoch': p['epoch'], 'LUT': p[COST['key']], 'da4ml_cost': p['da4ml_cost'],
+                'seed': p['seed'], 'epoch': p['epoch'], 'LUT': p[ck], 'yosys_lut': p.get('LUT'),
+                'da4ml_cost': p['da4ml_cost'],
                 'test_accuracy': p['test_accuracy'], 'cache_file': p['cache_file']} for p in picks]
         for name in sides:
             if name == 'hgq2':
@@ -552,7 +573,8 @@ def main(argv: list[str] | None = None) -> None:
         for lv in levels:
             for name in sides:
                 for p in lv[f'{name}_per_seed']:
-                    if p is not None and (args.verilator == 'levels' or p['seed'] == args.seeds[0]):
+                    if p is not None and (args.verilator == 'levels' or p['seed'] == args.seeds[0]) and \
+                            p['LUT'] <= args.verilator_max_luts:
                         chosen[p['cache_file']] = name
         say(f'Verilator on the {len(chosen)} designs chosen at the levels')
         for cache_file, name in chosen.items():
