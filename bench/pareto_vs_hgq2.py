@@ -199,13 +199,16 @@ def run_ours(project: Any, config: dict[str, Any], data: Any, run_dir: Path) -> 
 
 
 # ---------------------------------------------------------------------------------------------- HGQ2 side
-def run_hgq2(args: argparse.Namespace, split: Path, workdir: Path, calibration_samples: int) -> dict[str, Any]:
-    """HGQ2's worker in its own interpreter (no PYTHONPATH: HGQ2's `hgq` must win); streams its progress."""
+def run_hgq2(args: argparse.Namespace, split: Path, workdir: Path, calibration_samples: int,
+             extra: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
+    """HGQ2's worker in its own interpreter (no PYTHONPATH: HGQ2's `hgq` must win); streams its progress.
+    `extra`: more worker arguments (bench/front_vs_hgq2.py: --comb-dir)."""
     out = workdir / 'hgq2_front.json'
     cmd = [args.hgq2_python, str(PEER_SCRIPT), '--data', str(split), '--epochs', str(args.epochs),
            '--batch-size', str(args.batch_size), '--lr', str(args.lr), '--beta-start', str(args.beta_start),
            '--beta-end', str(args.beta_end), '--seed', str(args.seed),
-           '--calibration-samples', str(calibration_samples), '--workdir', str(workdir / 'hgq2'), '--out', str(out)]
+           '--calibration-samples', str(calibration_samples), '--workdir', str(workdir / 'hgq2'), '--out', str(out),
+           *extra]
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
     env['KERAS_BACKEND'] = args.backend
     print('[hgq2] ' + ' '.join(cmd), flush=True)

@@ -76,6 +76,36 @@ def layer_report(layer: Any) -> dict[str, Any]:
             'hgq2_weight_bits': round(float(np.mean(ops.convert_to_numpy(layer.kq.bits_(q_w.shape)))), 2)}
 
 
+def thin(entries: list[Any], ratio: float, min_val: float, max_val: float = 1.0) -> list[Any]:
+    """(path, [val_accuracy, ebops]) entries, most accurate first: each kept one costs at most `ratio` x the EBOPs
+    of the last one kept (the same rule as bench/front_vs_hgq2.py applies to ours); none below `min_val`; of those
+    above `max_val` only the cheapest (more accuracy than that costs more and is not asked for)."""
+    kept: list[Any] = []
+    for e in sorted(entries, key=lambda e: -float(e[1][1])):
+        if float(e[1][0]) >= min_val and (not kept or float(e[1][1]) <= ratio * float(kept[-1][1][1])):
+            kept.append(e)
+    above = [e for e in kept if float(e[1][0]) > max_val]
+    kept = [e for e in kept if float(e[1][0]) <= max_val] + above[-1:]
+    return sorted(kept, key=lambda e: float(e[1][1]))
+
+
+def save_comb(model: Any, logits: np.ndarray, out_dir: Path, epoch: int) -> dict[str, Any]:
+    """HGQ2's RTL flow up to the logic: `da4ml.converter.trace_model` (HGQ2's tracer plugin) -> `comb_trace`; the
+    CombLogic goes to a JSON file that da4ml in any venv reads back, with the Keras logits to check it against."""
+    from da4ml.converter import trace_model
+    from da4ml.trace import comb_trace
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    inp, out = trace_model(model)
+    comb = comb_trace(inp, out)
+    comb_file, logits_file = out_dir / f'epoch={epoch}.json', out_dir / f'epoch={epoch}.npy'
+    comb.save(comb_file)
+    np.save(logits_file, np.asarray(logits, np.float64))
+    return {'comb': str(comb_file), 'keras_test_logits': str(logits_file), 'da4ml_cost': float(comb.cost),
+            'trace_s': round(time.perf_counter() - t, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--data', type=Path, required=True,
@@ -89,6 +119,16 @@ def main() -> None:
     parser.add_argument('--calibration-samples', type=int, default=20_000, help='first N training samples')
     parser.add_argument('--workdir', type=Path, default=Path('hgq2_pareto'), help='checkpoints go here')
     parser.add_argument('--out', type=Path, required=True, help='result JSON')
+    parser.add_argument('--thin', type=float, default=1.0,
+                        help='evaluate only checkpoints at most THIN x the EBOPs of the last one kept, most '
+                             'accurate first (1: all)')
+    parser.add_argument('--min-val-accuracy', type=float, default=0.0, help='skip checkpoints below this')
+    parser.add_argument('--max-val-accuracy', type=float, default=1.0,
+                        help='of the checkpoints above this, keep only the cheapest')
+    parser.add_argument('--comb-dir', type=Path,
+                        help="also trace each calibrated checkpoint with da4ml's converter (HGQ2's own RTL flow) and "
+                             'save its CombLogic (epoch=N.json) and its Keras test logits (epoch=N.npy) here, for '
+                             'bench/front_vs_hgq2.py to write, simulate and synthesize')
     args = parser.parse_args()
 
     import importlib.metadata as md
@@ -97,7 +137,7 @@ def main() -> None:
 
     import hgq  # HGQ2's package
 
-    if Path(hgq.__file__).resolve().is_relative_to(Path(__file__).resolve().parents[2]):
+    if Path(hgq.__file__).resolve().is_relative_to(Path(__file__).resolve().parents[2] / 'hgq'):
         sys.exit(f'imported our own hgq from {hgq.__file__}, not HGQ2: run this with the HGQ2 venv interpreter')
     from hgq.utils import trace_minmax
     from hgq.utils.sugar import BetaScheduler, FreeEBOPs, ParetoFront, PieceWiseSchedule
@@ -169,6 +209,11 @@ def main() -> None:
     points = []
     t = time.perf_counter()
     entries = sorted(zip(front.paths, front.record, strict=True), key=lambda e: float(e[1][1]))
+    found = len(entries)
+    entries = thin(entries, args.thin, args.min_val_accuracy, args.max_val_accuracy)
+    if len(entries) < found:
+        print(f'[hgq2] {found} Pareto checkpoints, {len(entries)} kept (--thin {args.thin:g}, '
+              f'--min-val-accuracy {args.min_val_accuracy:g})', flush=True)
     print(f'[hgq2] {len(entries)} Pareto checkpoints: trace_minmax on {len(x_cal):,} samples, test accuracy',
           flush=True)
     for n, (path, record) in enumerate(entries, 1):
@@ -182,6 +227,8 @@ def main() -> None:
                  'test_accuracy': float(np.mean(np.argmax(logits, axis=-1) == data['y_test'])),
                  'hgq2_ebops': float(ebops), 'common_ebops': sum(r['common_ebops'] for r in per_layer),
                  'layers': per_layer}
+        if args.comb_dir is not None:
+            point.update(save_comb(ckpt, logits, args.comb_dir, point['epoch']))
         points.append(point)
         if n % 10 == 0 or n == len(entries):
             print(f'[hgq2]   {n}/{len(entries)}: epoch {point["epoch"]}, test {point["test_accuracy"]:.4f}, '
