@@ -41,6 +41,11 @@ SCHEMES: dict[str, Callable[[int], tuple[Spec, Spec]]] = {
     'lsq': lambda b: ({'scheme': 'lsq', 'bits': b}, {'scheme': 'lsq', 'bits': b}),
     'post_sqrt2': lambda b: ({'scheme': 'post', 'bits': b, 'base': 'sqrt2'}, {'scheme': 'lsq', 'bits': b}),
     'post_pow2': lambda b: ({'scheme': 'post', 'bits': b, 'base': 'pow2'}, {'scheme': 'lsq', 'bits': b}),
+    'mulaw': lambda b: ({'scheme': 'mulaw', 'bits': b}, {'scheme': 'mulaw', 'bits': b}),
+    # PWLQ's index has b + 1 bits (centre b, tails b - 1, plus the region bit): b - 1 compares at equal index width
+    'pwlq': lambda b: ({'scheme': 'pwlq', 'bits': b}, {'scheme': 'pwlq', 'bits': b}),
+    'augq': lambda b: ({'scheme': 'augq', 'bits': b - 1, 'intervals': 2}, {'scheme': 'augq', 'bits': b - 1,
+                                                                              'intervals': 2}),
 }
 
 

@@ -238,6 +238,7 @@ def train(project: Project, config: dict[str, Any], run_dir: str | os.PathLike, 
     once it is saved)."""
     import keras
 
+    from hgq.quantizers.schemes.mulaw import TieMu, mu_groups
     from hgq.training import (
         EBOPsLogger,
         LatestCheckpoint,
@@ -271,12 +272,15 @@ def train(project: Project, config: dict[str, Any], run_dir: str | os.PathLike, 
     target = training.get('target') or {}
     # the LUT cost is logged (history.csv: lut_estimate) whenever it steers training or the budget
     lut_log = [LUTLogger()] if training.get('cost') == 'luts' or 'luts' in target else []
+    # μ-law quantizers that share μ ('kind'/'model') are kept tied after every step (a per-batch hook, so
+    # only when such groups exist)
+    tie = [TieMu()] if any(len(group) > 1 for group in mu_groups(model).values()) else []
     print(f'HGQ training: {epochs - done} epochs, '
           f'{steer if training.get("target") else "beta " + str(training["beta"])}', flush=True)
     start = time.perf_counter()
     model.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), initial_epoch=done,
               epochs=epochs, batch_size=training['batch_size'], verbose=0, callbacks=[
-                  ResetRanges(), steer, EBOPsLogger(), *lut_log,
+                  ResetRanges(), steer, EBOPsLogger(), *lut_log, *tie,
                   keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
                   LatestCheckpoint(run_dir),
                   ParetoCheckpoint(run_dir / CHECKPOINTS, metrics=PARETO_METRICS),
