@@ -38,7 +38,12 @@ class Quantizer(keras.layers.Layer):
     """Base class of all quantizers; see the module docstring for the protocol."""
 
     def __init__(self, role: str = 'activation', **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        try:
+            super().__init__(**kwargs)
+        except ValueError as err:  # Keras rejects unknown arguments with ValueError; the registry names TypeErrors
+            if 'Unrecognized keyword' in str(err):
+                raise TypeError(str(err)) from err
+            raise
         if role not in ROLES:
             raise ValueError(f'{type(self).__name__}: role={role!r} is not valid; use one of {ROLES}')
         self.role = role

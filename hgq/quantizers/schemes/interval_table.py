@@ -57,12 +57,7 @@ class IntervalTableQuantizer(Quantizer):
     scheme = 'interval'
 
     def __init__(self, role: str = 'activation', level_frac_bits: int = 8, **kwargs: Any) -> None:
-        try:
-            super().__init__(role=role, **kwargs)
-        except ValueError as err:  # Keras rejects unknown arguments with ValueError; the registry names TypeErrors
-            if 'Unrecognized keyword' in str(err):
-                raise TypeError(str(err)) from err
-            raise
+        super().__init__(role=role, **kwargs)
         self.level_frac_bits = check_int(self.name, 'level_frac_bits', level_frac_bits, 0, 20)
 
     # --- subclass interface -------------------------------------------------------------------

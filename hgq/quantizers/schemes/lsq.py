@@ -46,12 +46,7 @@ class LSQQuantizer(Quantizer):
 
     def __init__(self, role: str = 'activation', bits: int = 4, signed: bool | None = None,
                  round_mode: str = 'RND', scale_init: float | None = None, **kwargs: Any) -> None:
-        try:
-            super().__init__(role=role, **kwargs)
-        except ValueError as err:  # Keras rejects unknown arguments with ValueError; the registry names TypeErrors
-            if 'Unrecognized keyword' in str(err):
-                raise TypeError(str(err)) from err
-            raise
+        super().__init__(role=role, **kwargs)
         if isinstance(bits, bool) or int(bits) != bits or not 1 <= int(bits) <= MAX_BITS:
             raise ValueError(f'{self.name}: bits={bits!r} must be an integer in [1, {MAX_BITS}]')
         self.signed = True if signed is None else bool(signed)

@@ -62,12 +62,7 @@ class MuLawQuantizer(Quantizer):
                  signed: bool | None = None, share: str = 'layer', level_frac_bits: int = 8,
                  per_channel: bool = True, percentile: float = 100.0, learnable_alpha: bool = True,
                  **kwargs: Any) -> None:
-        try:
-            super().__init__(role=role, **kwargs)
-        except ValueError as err:  # Keras rejects unknown arguments with ValueError; the registry names TypeErrors
-            if 'Unrecognized keyword' in str(err):
-                raise TypeError(str(err)) from err
-            raise
+        super().__init__(role=role, **kwargs)
         owner = self.name
         self.signed = True if signed is None else bool(signed)
         low = 2 if self.signed else 1
