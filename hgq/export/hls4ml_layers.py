@@ -352,17 +352,22 @@ class Converter:
         return {'name': self.name(node.name), 'class_name': f'{kind}Pooling{len(pool)}D', 'inputs': [x.layer],
                 'data_format': 'channels_last', 'input_shape': [list(x.range.shape)], **geo}
 
-    def op_add(self, node: Node) -> Tensor:
+    def fold_pairwise(self, node: Node, combine_range: Any, layer: dict[str, Any]) -> Tensor:
+        """Fold >2 inputs into a chain of 2-input hls4ml layers (its Merge/Concatenate take two), each part's
+        result type holding its exact range; the last part carries the node's name."""
         args = [self.tensors[n] for n in node.inputs]
         acc = args[0]
         for j, b in enumerate(args[1:]):
-            rng = R.add_ranges([acc.range, b.range])
+            rng = combine_range(acc.range, b.range)
             t = T.container(rng)
             base = node.name if j == len(args) - 2 else f'{node.name}_part{j}'
-            name = self.emit({'name': self.name(base), 'class_name': 'Merge', 'op': 'add',
-                              'inputs': [acc.layer, b.layer], 'output_shape': list(node.shape)}, result=t)
+            name = self.emit({'name': self.name(base), **layer, 'inputs': [acc.layer, b.layer],
+                              'output_shape': list(rng.shape)}, result=t)
             acc = Tensor(name, t, rng, True)
         return acc
+
+    def op_add(self, node: Node) -> Tensor:
+        return self.fold_pairwise(node, lambda a, b: R.add_ranges([a, b]), {'class_name': 'Merge', 'op': 'add'})
 
     def op_mul(self, node: Node) -> Tensor:
         """Variable × variable: hls4ml's Merge multiply, its result type holding the exact product."""
@@ -373,15 +378,8 @@ class Converter:
             raise NotImplementedError(f'{T.node_source(node)}: hls4ml multiplies tensors of one shape only; got '
                                       f'{[a.range.shape for a in args]} for {tuple(node.shape)} (broadcasting is '
                                       'exact in the emulator and the RTL backend)')
-        acc = args[0]
-        for j, b in enumerate(args[1:]):
-            rng = R.mul_ranges([acc.range, b.range], tuple(node.shape))
-            t = T.container(rng)
-            base = node.name if j == len(args) - 2 else f'{node.name}_part{j}'
-            name = self.emit({'name': self.name(base), 'class_name': 'Merge', 'op': 'multiply',
-                              'inputs': [acc.layer, b.layer], 'output_shape': list(node.shape)}, result=t)
-            acc = Tensor(name, t, rng, True)
-        return acc
+        return self.fold_pairwise(node, lambda a, b: R.mul_ranges([a, b], tuple(node.shape)),
+                                  {'class_name': 'Merge', 'op': 'multiply'})
 
     def scale_by_scalar(self, node: Node, x: Tensor, beta: Tensor) -> Tensor:
         """x·β with one β per sample (ASQ's step): our HGQScale layer, its result type holding the exact product."""
@@ -409,20 +407,11 @@ class Converter:
         return Tensor(name, out_t, rng)
 
     def op_concat(self, node: Node) -> Tensor:
-        args = [self.tensors[n] for n in node.inputs]
         rank = len(node.shape)
         axis = int(node.attrs['axis'])
         axis = axis - rank if axis >= 0 else axis  # negative: hls4ml's kernels and shape logic accept it as is
-        acc = args[0]
-        for j, b in enumerate(args[1:]):
-            rng = R.concat_range([acc.range, b.range], axis)
-            t = T.container(rng)
-            base = node.name if j == len(args) - 2 else f'{node.name}_part{j}'
-            name = self.emit({'name': self.name(base), 'class_name': 'Concatenate', 'op': f'concatenate{rank}d',
-                              'axis': axis, 'inputs': [acc.layer, b.layer], 'output_shape': list(rng.shape)},
-                             result=t)
-            acc = Tensor(name, t, rng, True)
-        return acc
+        return self.fold_pairwise(node, lambda a, b: R.concat_range([a, b], axis),
+                                  {'class_name': 'Concatenate', 'op': f'concatenate{rank}d', 'axis': axis})
 
     def op_reshape(self, node: Node) -> Tensor:
         x = self.arg(node)
