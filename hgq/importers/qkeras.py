@@ -26,9 +26,12 @@ import numpy as np
 
 from .qkeras_files import QKerasImportError, Weights, layer_list, read_qkeras_file
 from .qkeras_quantizers import (
+    PO2_NAMES,
     SUPPORTED_QUANTIZERS,
     covering_format,
     frac_bits,
+    parse_quantizer,
+    po2_activation_table,
     qkeras_format,
     qkeras_quantizer,
     quantize_po2_weights,
@@ -41,7 +44,8 @@ __all__ = ['QKerasImportError', 'SUPPORTED_LAYERS', 'SUPPORTED_QUANTIZERS', 'bui
 
 SUPPORTED_LAYERS = ('InputLayer', 'QActivation', 'Activation(relu|linear)', 'QDense', 'QConv1D', 'QConv2D',
                     'QDenseBatchnorm', 'QConv2DBatchnorm', 'MaxPooling1D', 'MaxPooling2D',
-                    'AveragePooling1D/2D and QAveragePooling2D (valid, power-of-two pool area)', 'Add',
+                    'AveragePooling1D/2D and QAveragePooling2D (valid, power-of-two pool area)',
+                    'GlobalAveragePooling1D/2D (power-of-two spatial size)', 'Add',
                     'Concatenate', 'Flatten', 'Reshape', 'ReLU', 'Dropout')
 
 FLOAT32_MANTISSA = 24
@@ -191,6 +195,8 @@ def _layer(cls: str, name: str, cfg: dict[str, Any], ins: list[tuple[Any, Span |
         return _pooling(cls, name, cfg, *_one(name, cls, ins))
     if cls == 'QAveragePooling2D':
         return _qaverage_pooling(name, cfg, *_one(name, cls, ins))
+    if cls in ('GlobalAveragePooling1D', 'GlobalAveragePooling2D'):
+        return _global_average(cls, name, cfg, *_one(name, cls, ins))
     if cls == 'ReLU':
         x, span = _one(name, cls, ins)
         if cfg.get('max_value') is not None or cfg.get('negative_slope', 0) or cfg.get('threshold', 0):
@@ -261,6 +267,9 @@ def _activation(name: str, act: Any, x: Any, span: Span | None, standalone: bool
         raise QKerasImportError(f'{name}: activation {act!r} is not supported (not exact in fixed point; softmax, '
                                 'sigmoid and tanh are float functions in QKeras); supported: linear, relu, '
                                 f'{"; ".join(SUPPORTED_QUANTIZERS)}')
+    parsed = parse_quantizer(name, 'activation', act)
+    if parsed is not None and parsed[0] in PO2_NAMES:
+        return _po2_activation(name, lname, act, x, span)
     fmt = qkeras_format(name, 'activation', act)
     assert fmt is not None
     relu = fmt[0] == 0 and (str(act).startswith('quantized_relu') or
@@ -268,6 +277,24 @@ def _activation(name: str, act: Any, x: Any, span: Span | None, standalone: bool
     layer = QActivation('relu' if relu else 'linear', output_quantizer=_rounding(fmt, f'{lname}_output_quantizer'),
                         name=lname)
     return layer(x), Span.of_format(*fmt)
+
+
+def _po2_activation(name: str, lname: str, act: Any, x: Any, span: Span | None) -> tuple[Any, Span]:
+    """A QKeras po2 activation as an exact level table over its input grid (qkeras_quantizers.po2_activation_table)."""
+    from hgq.layers import QActivation
+    from hgq.quantizers.schemes.table import TableQuantizer
+
+    if span is None:
+        raise QKerasImportError(f'{name}: activation {act!r} needs a quantized input (its level table is computed '
+                                'over the input grid): put a quantizer before it or give input_format')
+    table = po2_activation_table(name, 'activation', act, span.lo, span.hi, span.f)
+    assert table is not None
+    thresholds, levels = table
+    k, i, f = span.kif()
+    q = TableQuantizer(thresholds=thresholds, levels=levels, k=k, i=i, f=f, round_mode='TRN', overflow_mode='WRAP',
+                       name=f'{lname}_output_quantizer')
+    out = Span(float(levels.min()), float(levels.max()), frac_bits(levels))
+    return QActivation('linear', output_quantizer=q, name=lname)(x), out
 
 
 def _quantized_weight(name: str, argument: str, spec: Any, values: np.ndarray) -> tuple[np.ndarray, tuple]:
@@ -420,6 +447,25 @@ def _pooling(cls: str, name: str, cfg: dict[str, Any], x: Any, span: Span | None
     layer = (QAveragePooling1D if rank == 1 else QAveragePooling2D)(
         output_quantizer=_identity(out, 'activation', f'{name}_output_quantizer'), **args)
     return layer(x), out
+
+
+def _global_average(cls: str, name: str, cfg: dict[str, Any], x: Any, span: Span | None) -> tuple[Any, Span | None]:
+    """Keras GlobalAveragePooling1D/2D (mean over the spatial axes, in float32: exact for a power-of-two
+    count) as one QAveragePooling over the whole input, then a reshape to (channels,) unless keepdims."""
+    from hgq.layers import QReshape
+
+    _channels_last(name, cls, cfg)
+    spatial = tuple(int(d) for d in x.shape[1:-1])
+    channels = int(x.shape[-1])
+    area = int(np.prod(spatial))
+    if 2 ** int(round(math.log2(area))) != area:
+        raise _refuse_layer(name, cls, f'over {spatial} ({area} values) is not supported: the mean is exact in '
+                            'fixed point only for a power-of-two count')
+    pool_cfg = {'pool_size': list(spatial), 'strides': list(spatial), 'padding': 'valid'}
+    y, out = _pooling('AveragePooling1D' if len(spatial) == 1 else 'AveragePooling2D', f'{name}_pool', pool_cfg,
+                      x, span)
+    shape = (*(1,) * len(spatial), channels) if cfg.get('keepdims') else (channels,)
+    return QReshape(shape, name=name)(y), out
 
 
 def _qaverage_pooling(name: str, cfg: dict[str, Any], x: Any, span: Span | None) -> tuple[Any, Span | None]:
