@@ -224,11 +224,31 @@ def _layer(cls: str, name: str, cfg: dict[str, Any], ins: list[tuple[Any, Span |
             min(s.lo for s in spans), max(s.hi for s in spans), max(s.f for s in spans))
         return QConcatenate(axis=cfg.get('axis', -1), name=name)([x for x, _ in ins]), span
     if cls in ('QBatchNormalization', 'BatchNormalization'):
-        raise _refuse_layer(name, cls, 'is not supported: QKeras computes x·(γ·rsqrt(σ²+ε)) + (β - μ·γ·rsqrt(σ²+ε)) '
-                            'in float32, whose products and sums are not fixed-point numbers, so no fixed-point '
-                            'model reproduces it exactly; fold it into the layer before it (QDenseBatchnorm, '
-                            'QConv2DBatchnorm) or remove it')
+        raise _refuse_layer(name, cls, f'is not supported: {_why_batchnorm(cfg, sources_of(ins))}')
     raise _refuse_layer(name, cls)
+
+
+def sources_of(ins: list[tuple[Any, Span | None]]) -> str:
+    """The Keras name of the layer producing a single input (for error messages)."""
+    try:
+        return str(ins[0][0]._keras_history[0].name) if len(ins) == 1 else '?'
+    except (AttributeError, IndexError):
+        return '?'
+
+
+def _why_batchnorm(cfg: dict[str, Any], source: str) -> str:
+    """Why a standalone (Q)BatchNormalization cannot be imported exactly, even right after a QDense/QConv."""
+    quantizers = {k: cfg.get(k) for k in ('gamma_quantizer', 'beta_quantizer', 'mean_quantizer',
+                                          'variance_quantizer', 'inverse_quantizer') if cfg.get(k)}
+    why = (f'QKeras multiplies the outputs of {source!r} at run time by inv = γ·rsqrt(σ²+ε) and adds β − μ·inv, '
+           'in float32 (q2 qnormalization.py:169-285 via tf.nn.batch_normalization; q3 qnormalization.py:286-294); '
+           'those products are rounded float32 numbers, not fixed-point ones, and folding inv into the weights '
+           'before it changes them (Σ x·(w·inv) is not fl32(fl32(Σ x·w)·inv)), so neither a fixed-point layer nor '
+           'a fold reproduces them with ==')
+    if quantizers:
+        why += f' (its quantizers {sorted(quantizers)} do not make inv·x fixed point either)'
+    return why + ('; use QDenseBatchnorm / QConv2DBatchnorm (QKeras folds those into the quantized weights, which '
+                  'this importer reproduces exactly), or remove the batch norm')
 
 
 def _channels_last(name: str, cls: str, cfg: dict[str, Any]) -> None:
@@ -264,8 +284,11 @@ def _activation(name: str, act: Any, x: Any, span: Span | None, standalone: bool
         return QActivation('relu', name=lname)(x), out
     if isinstance(act, str) and not act.strip().startswith(('quantized_', 'binary', 'ternary', 'stochastic_',
                                                               'bernoulli')):
-        raise QKerasImportError(f'{name}: activation {act!r} is not supported (not exact in fixed point; softmax, '
-                                'sigmoid and tanh are float functions in QKeras); supported: linear, relu, '
+        why = ('QKeras computes exp(x)/Σexp in float32; hgq.layers.QSoftmax is exact fixed-point tables, so its '
+               'outputs cannot equal those float32 values with ==; remove the final softmax before importing (the '
+               'argmax is unchanged) and add a QSoftmax to the imported model if the hardware needs one'
+               if act == 'softmax' else 'not exact in fixed point; sigmoid and tanh are float functions in QKeras')
+        raise QKerasImportError(f'{name}: activation {act!r} is not supported ({why}); supported: linear, relu, '
                                 f'{"; ".join(SUPPORTED_QUANTIZERS)}')
     parsed = parse_quantizer(name, 'activation', act)
     if parsed is not None and parsed[0] in PO2_NAMES:
