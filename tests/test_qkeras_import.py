@@ -452,8 +452,10 @@ def test_po2_activation_needs_a_quantized_input(tmp_path) -> None:
 
 
 def test_imported_po2_activation_model_saves_loads_and_exports(tmp_path) -> None:
-    """The level table survives save/load (TableQuantizer config) and the IR emulator computes it exactly."""
+    """The level table survives save/load (TableQuantizer config), the IR emulator computes it exactly, and
+    to_learnable (hgq train --init) keeps it."""
     import hgq.ir as ir
+    from hgq.importers.learnable import to_learnable
     from hgq.workflow.files import load_checkpoint
 
     x, y, _ = load_reference('keras3_po2act_b4')
@@ -463,5 +465,6 @@ def test_imported_po2_activation_model_saves_loads_and_exports(tmp_path) -> None
     table = loaded.get_layer('p1').output_quantizer.describe()
     assert table.n_levels >= 8  # quantized_po2(4): ±2^-4..2^3
     got = {'loaded': np.asarray(loaded(x, training=False)),
-           'emulator': np.asarray(ir.predict(ir.from_model(loaded), x.astype(np.float64))).reshape(y.shape)}
-    assert {k: int(np.sum(v != y)) for k, v in got.items()} == {'loaded': 0, 'emulator': 0}
+           'emulator': np.asarray(ir.predict(ir.from_model(loaded), x.astype(np.float64))).reshape(y.shape),
+           'learnable': np.asarray(to_learnable(loaded)(x, training=False))}
+    assert {k: int(np.sum(v != y)) for k, v in got.items()} == dict.fromkeys(got, 0)

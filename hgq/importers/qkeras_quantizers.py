@@ -286,8 +286,8 @@ def po2_activation_table(layer: str, argument: str, spec: Any, lo: float, hi: fl
     """(thresholds, levels) of QKeras quantized_po2 / quantized_relu_po2 as an activation whose inputs are
     the multiples of 2^-f in [lo, hi], or None if `spec` is neither. Exact, or a refusal.
 
-    q2 quantizers.py:1992-2004 (quantized_po2.__call__), :2142-2175 (quantized_relu_po2.__call__),
-    _clip_power_of_two :1804-1873; q3 :3111-3132, :3268-3320, :2894-2985. Per input x (float32):
+    q2 quantizers.py:1992-2010 (quantized_po2.__call__), :2137-2175 (quantized_relu_po2.__call__),
+    _clip_power_of_two :1804-1873; q3 :3111-3141, :3268-3320, :2894-2985. Per input x (float32):
         po2:      xq = sign'(x) · 2^E(|x|),  out = x + (xq - x)            (sign'(0) = +1)
         relu_po2: xq = 2^E(relu(x)),        out = r + (xq - r),  r = relu(x), or max_value where x > max_value
         E(a) = min_exp if a < 1e-7 else clip(round(log(min(a, max_value)) / log 2), min_exp, max_exp)
