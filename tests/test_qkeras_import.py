@@ -177,7 +177,9 @@ def test_imported_fixture_equals_qkeras(stem: str) -> None:
 @pytest.mark.parametrize('flavour', ['keras2', 'keras3'])
 def test_real_qbatchnormalization_is_refused(flavour: str) -> None:
     ext = 'h5' if flavour == 'keras2' else 'keras'
-    with pytest.raises(QKerasImportError, match=r'bn: layer QBatchNormalization is not supported: .*float32'):
+    match = (r"bn: layer QBatchNormalization is not supported: QKeras multiplies the outputs of 'd1' .*float32.*"
+             r'folding inv into the weights .*QDenseBatchnorm')
+    with pytest.raises(QKerasImportError, match=match):
         import_qkeras(FIXTURES / f'{flavour}_qbn_refused.{ext}')
 
 
@@ -245,10 +247,19 @@ _QIN = {'class_name': 'QActivation', 'config': {'name': 'qin', 'activation': 'qu
     ([None, 4], {'class_name': 'QDense', 'config': {
         'name': 'd', 'units': 2, 'kernel_quantizer': 'quantized_bits(4,0,alpha="auto")',
         'bias_quantizer': 'quantized_bits(4,0)'}}, "d: kernel_quantizer: quantized_bits alpha='auto'"),
-    ([None, 4], {'class_name': 'QActivation', 'config': {'name': 'a', 'activation': 'quantized_po2(4)'}},
-     'a: activation: quantized_po2 is supported on weights only'),
+    ([None, 4], {'class_name': 'QActivation', 'config': {'name': 'a',
+                                                         'activation': 'quantized_po2(4,log2_rounding="floor")'}},
+     r"a: activation: quantized_po2\(log2_rounding='floor'\) on an activation is not supported"),
+    ([None, 4], {'class_name': 'QActivation', 'config': {'name': 'a', 'activation': 'quantized_relu_po2(4,0,0.5)'}},
+     'a: activation: quantized_relu_po2 with negative_slope'),
+    ([None, 4], {'class_name': 'QActivation', 'config': {
+        'name': 'a', 'activation': 'quantized_po2(6,quadratic_approximation=True)'}},
+     r'a: activation: quantized_po2: \d+ input grid value\(s\) .* log2 rounding boundary'),
+    ([None, 3, 3, 2], {'class_name': 'GlobalAveragePooling2D', 'config': {'name': 'g'}},
+     r'g: layer GlobalAveragePooling2D over \(3, 3\) \(9 values\) is not supported'),
     ([None, 4], {'class_name': 'QActivation', 'config': {'name': 'a', 'activation': 'quantized_ulaw(8,0)'}},
-     r'a: activation: quantized_ulaw is not supported \(its levels are float32 logarithms'),
+     r"a: activation: quantized_ulaw is not supported \(its levels are .*TensorFlow's float32 log, which is not "
+     r'correctly rounded'),
     ([None, 4, 4, 2], {'class_name': 'QAveragePooling2D', 'config': {
         'name': 'p', 'pool_size': [2, 2], 'average_quantizer': 'quantized_bits(2,0,alpha=1)'}},
      r'p: average_quantizer gives 1/pool_area = 0.0, not 0.25'),
@@ -391,3 +402,69 @@ def test_sums_wider_than_float32_are_reported(tmp_path) -> None:
     _write_h5(tmp_path / 'm.h5', layers, {'d': [np.full((4, 2), 0.3), np.zeros(2)]})
     with pytest.warns(UserWarning, match='d: its sums need .* bits, more than float32 holds'):
         import_qkeras(tmp_path / 'm.h5')
+
+
+# ---------------------------------------------------------------- power-of-two activations (level tables)
+
+def _relu_po2(x, bits, max_value=None):
+    """QKeras quantized_relu_po2 (negative_slope=0) transcribed (q2 quantizers.py:2142-2175), float32 like TF."""
+    x = np.asarray(x, np.float32)
+    r = np.maximum(x, np.float32(0))
+    if max_value is not None:
+        r = np.where(x <= np.float32(max_value), r, np.float32(max_value))
+    sign_bit = 0 if max_value is not None and max_value <= 1 else 1
+    lo, hi = -2 ** (bits - sign_bit), 2 ** (bits - sign_bit) - 1
+    a = np.maximum(x, np.float32(0))
+    v = np.where(a < np.float32(1e-7), np.float32(1e-7), a)
+    if max_value is not None:
+        v = np.where(v >= np.float32(max_value), np.float32(max_value), v)
+    e = np.where(a < np.float32(1e-7), lo, np.clip(np.round(np.log2(v.astype(np.float64))), lo, hi))
+    xq = (2.0 ** e).astype(np.float32)
+    return r + (xq - r)
+
+
+@pytest.mark.parametrize('spec, ref', [
+    ('quantized_po2(4)', lambda x: _qkeras_po2(x, 4)),
+    ('quantized_po2(5,1)', lambda x: _qkeras_po2(x, 5, max_value=1)),
+    ('quantized_relu_po2(3)', lambda x: _relu_po2(x, 3)),
+    ('quantized_relu_po2(3,4)', lambda x: _relu_po2(x, 3, max_value=4)),
+])
+def test_po2_activation_is_the_qkeras_function_on_every_grid_value(tmp_path, spec, ref) -> None:
+    """Every input the table can see (quantized_bits(8,3): the multiples of 2^-4 in [-8, 8)) gives QKeras' value."""
+    layers = [{'class_name': 'InputLayer', 'config': {'name': 'in', 'batch_input_shape': [None, 1]}},
+              {'class_name': 'QActivation', 'config': {'name': 'q', 'activation': 'quantized_bits(8,3,alpha=1)'}},
+              {'class_name': 'QActivation', 'config': {'name': 'p', 'activation': spec}}]
+    _write_h5(tmp_path / 'm.h5', layers, {})
+    model = import_qkeras(tmp_path / 'm.h5')
+    x = (np.arange(-128, 128) / 16).astype(np.float32)[:, None]
+    want = np.asarray(ref(x), np.float32)
+    got = np.asarray(model(x, training=False))
+    assert len(np.unique(want)) >= 4
+    assert int(np.sum(got != want)) == 0
+
+
+def test_po2_activation_needs_a_quantized_input(tmp_path) -> None:
+    layers = [{'class_name': 'InputLayer', 'config': {'name': 'in', 'batch_input_shape': [None, 2]}},
+              {'class_name': 'QActivation', 'config': {'name': 'p', 'activation': 'quantized_po2(4)'}}]
+    _write_h5(tmp_path / 'm.h5', layers, {})
+    with pytest.raises(QKerasImportError, match='p: activation .*needs a quantized input'):
+        import_qkeras(tmp_path / 'm.h5')
+
+
+def test_imported_po2_activation_model_saves_loads_and_exports(tmp_path) -> None:
+    """The level table survives save/load (TableQuantizer config), the IR emulator computes it exactly, and
+    to_learnable (hgq train --init) keeps it."""
+    import hgq.ir as ir
+    from hgq.importers.learnable import to_learnable
+    from hgq.workflow.files import load_checkpoint
+
+    x, y, _ = load_reference('keras3_po2act_b4')
+    model = import_qkeras(_model_file('keras3_po2act_b4'))
+    model.save(tmp_path / 'm.keras')
+    loaded = load_checkpoint(tmp_path / 'm.keras')
+    table = loaded.get_layer('p1').output_quantizer.describe()
+    assert table.n_levels >= 8  # quantized_po2(4): ±2^-4..2^3
+    got = {'loaded': np.asarray(loaded(x, training=False)),
+           'emulator': np.asarray(ir.predict(ir.from_model(loaded), x.astype(np.float64))).reshape(y.shape),
+           'learnable': np.asarray(to_learnable(loaded)(x, training=False))}
+    assert {k: int(np.sum(v != y)) for k, v in got.items()} == dict.fromkeys(got, 0)

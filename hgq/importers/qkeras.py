@@ -26,9 +26,12 @@ import numpy as np
 
 from .qkeras_files import QKerasImportError, Weights, layer_list, read_qkeras_file
 from .qkeras_quantizers import (
+    PO2_NAMES,
     SUPPORTED_QUANTIZERS,
     covering_format,
     frac_bits,
+    parse_quantizer,
+    po2_activation_table,
     qkeras_format,
     qkeras_quantizer,
     quantize_po2_weights,
@@ -41,7 +44,8 @@ __all__ = ['QKerasImportError', 'SUPPORTED_LAYERS', 'SUPPORTED_QUANTIZERS', 'bui
 
 SUPPORTED_LAYERS = ('InputLayer', 'QActivation', 'Activation(relu|linear)', 'QDense', 'QConv1D', 'QConv2D',
                     'QDenseBatchnorm', 'QConv2DBatchnorm', 'MaxPooling1D', 'MaxPooling2D',
-                    'AveragePooling1D/2D and QAveragePooling2D (valid, power-of-two pool area)', 'Add',
+                    'AveragePooling1D/2D and QAveragePooling2D (valid, power-of-two pool area)',
+                    'GlobalAveragePooling1D/2D (power-of-two spatial size)', 'Add',
                     'Concatenate', 'Flatten', 'Reshape', 'ReLU', 'Dropout')
 
 FLOAT32_MANTISSA = 24
@@ -191,6 +195,8 @@ def _layer(cls: str, name: str, cfg: dict[str, Any], ins: list[tuple[Any, Span |
         return _pooling(cls, name, cfg, *_one(name, cls, ins))
     if cls == 'QAveragePooling2D':
         return _qaverage_pooling(name, cfg, *_one(name, cls, ins))
+    if cls in ('GlobalAveragePooling1D', 'GlobalAveragePooling2D'):
+        return _global_average(cls, name, cfg, *_one(name, cls, ins))
     if cls == 'ReLU':
         x, span = _one(name, cls, ins)
         if cfg.get('max_value') is not None or cfg.get('negative_slope', 0) or cfg.get('threshold', 0):
@@ -218,11 +224,31 @@ def _layer(cls: str, name: str, cfg: dict[str, Any], ins: list[tuple[Any, Span |
             min(s.lo for s in spans), max(s.hi for s in spans), max(s.f for s in spans))
         return QConcatenate(axis=cfg.get('axis', -1), name=name)([x for x, _ in ins]), span
     if cls in ('QBatchNormalization', 'BatchNormalization'):
-        raise _refuse_layer(name, cls, 'is not supported: QKeras computes x·(γ·rsqrt(σ²+ε)) + (β - μ·γ·rsqrt(σ²+ε)) '
-                            'in float32, whose products and sums are not fixed-point numbers, so no fixed-point '
-                            'model reproduces it exactly; fold it into the layer before it (QDenseBatchnorm, '
-                            'QConv2DBatchnorm) or remove it')
+        raise _refuse_layer(name, cls, f'is not supported: {_why_batchnorm(cfg, sources_of(ins))}')
     raise _refuse_layer(name, cls)
+
+
+def sources_of(ins: list[tuple[Any, Span | None]]) -> str:
+    """The Keras name of the layer producing a single input (for error messages)."""
+    try:
+        return str(ins[0][0]._keras_history[0].name) if len(ins) == 1 else '?'
+    except (AttributeError, IndexError):
+        return '?'
+
+
+def _why_batchnorm(cfg: dict[str, Any], source: str) -> str:
+    """Why a standalone (Q)BatchNormalization cannot be imported exactly, even right after a QDense/QConv."""
+    quantizers = {k: cfg.get(k) for k in ('gamma_quantizer', 'beta_quantizer', 'mean_quantizer',
+                                          'variance_quantizer', 'inverse_quantizer') if cfg.get(k)}
+    why = (f'QKeras multiplies the outputs of {source!r} at run time by inv = γ·rsqrt(σ²+ε) and adds β − μ·inv, '
+           'in float32 (q2 qnormalization.py:169-285 via tf.nn.batch_normalization; q3 qnormalization.py:286-294); '
+           'those products are rounded float32 numbers, not fixed-point ones, and folding inv into the weights '
+           'before it changes them (Σ x·(w·inv) is not fl32(fl32(Σ x·w)·inv)), so neither a fixed-point layer nor '
+           'a fold reproduces them with ==')
+    if quantizers:
+        why += f' (its quantizers {sorted(quantizers)} do not make inv·x fixed point either)'
+    return why + ('; use QDenseBatchnorm / QConv2DBatchnorm (QKeras folds those into the quantized weights, which '
+                  'this importer reproduces exactly), or remove the batch norm')
 
 
 def _channels_last(name: str, cls: str, cfg: dict[str, Any]) -> None:
@@ -258,9 +284,15 @@ def _activation(name: str, act: Any, x: Any, span: Span | None, standalone: bool
         return QActivation('relu', name=lname)(x), out
     if isinstance(act, str) and not act.strip().startswith(('quantized_', 'binary', 'ternary', 'stochastic_',
                                                               'bernoulli')):
-        raise QKerasImportError(f'{name}: activation {act!r} is not supported (not exact in fixed point; softmax, '
-                                'sigmoid and tanh are float functions in QKeras); supported: linear, relu, '
+        why = ('QKeras computes exp(x)/Σexp in float32; hgq.layers.QSoftmax is exact fixed-point tables, so its '
+               'outputs cannot equal those float32 values with ==; remove the final softmax before importing (the '
+               'argmax is unchanged) and add a QSoftmax to the imported model if the hardware needs one'
+               if act == 'softmax' else 'not exact in fixed point; sigmoid and tanh are float functions in QKeras')
+        raise QKerasImportError(f'{name}: activation {act!r} is not supported ({why}); supported: linear, relu, '
                                 f'{"; ".join(SUPPORTED_QUANTIZERS)}')
+    parsed = parse_quantizer(name, 'activation', act)
+    if parsed is not None and parsed[0] in PO2_NAMES:
+        return _po2_activation(name, lname, act, x, span)
     fmt = qkeras_format(name, 'activation', act)
     assert fmt is not None
     relu = fmt[0] == 0 and (str(act).startswith('quantized_relu') or
@@ -268,6 +300,24 @@ def _activation(name: str, act: Any, x: Any, span: Span | None, standalone: bool
     layer = QActivation('relu' if relu else 'linear', output_quantizer=_rounding(fmt, f'{lname}_output_quantizer'),
                         name=lname)
     return layer(x), Span.of_format(*fmt)
+
+
+def _po2_activation(name: str, lname: str, act: Any, x: Any, span: Span | None) -> tuple[Any, Span]:
+    """A QKeras po2 activation as an exact level table over its input grid (qkeras_quantizers.po2_activation_table)."""
+    from hgq.layers import QActivation
+    from hgq.quantizers.schemes.table import TableQuantizer
+
+    if span is None:
+        raise QKerasImportError(f'{name}: activation {act!r} needs a quantized input (its level table is computed '
+                                'over the input grid): put a quantizer before it or give input_format')
+    table = po2_activation_table(name, 'activation', act, span.lo, span.hi, span.f)
+    assert table is not None
+    thresholds, levels = table
+    k, i, f = span.kif()
+    q = TableQuantizer(thresholds=thresholds, levels=levels, k=k, i=i, f=f, round_mode='TRN', overflow_mode='WRAP',
+                       name=f'{lname}_output_quantizer')
+    out = Span(float(levels.min()), float(levels.max()), frac_bits(levels))
+    return QActivation('linear', output_quantizer=q, name=lname)(x), out
 
 
 def _quantized_weight(name: str, argument: str, spec: Any, values: np.ndarray) -> tuple[np.ndarray, tuple]:
@@ -420,6 +470,25 @@ def _pooling(cls: str, name: str, cfg: dict[str, Any], x: Any, span: Span | None
     layer = (QAveragePooling1D if rank == 1 else QAveragePooling2D)(
         output_quantizer=_identity(out, 'activation', f'{name}_output_quantizer'), **args)
     return layer(x), out
+
+
+def _global_average(cls: str, name: str, cfg: dict[str, Any], x: Any, span: Span | None) -> tuple[Any, Span | None]:
+    """Keras GlobalAveragePooling1D/2D (mean over the spatial axes, in float32: exact for a power-of-two
+    count) as one QAveragePooling over the whole input, then a reshape to (channels,) unless keepdims."""
+    from hgq.layers import QReshape
+
+    _channels_last(name, cls, cfg)
+    spatial = tuple(int(d) for d in x.shape[1:-1])
+    channels = int(x.shape[-1])
+    area = int(np.prod(spatial))
+    if 2 ** int(round(math.log2(area))) != area:
+        raise _refuse_layer(name, cls, f'over {spatial} ({area} values) is not supported: the mean is exact in '
+                            'fixed point only for a power-of-two count')
+    pool_cfg = {'pool_size': list(spatial), 'strides': list(spatial), 'padding': 'valid'}
+    y, out = _pooling('AveragePooling1D' if len(spatial) == 1 else 'AveragePooling2D', f'{name}_pool', pool_cfg,
+                      x, span)
+    shape = (*(1,) * len(spatial), channels) if cfg.get('keepdims') else (channels,)
+    return QReshape(shape, name=name)(y), out
 
 
 def _qaverage_pooling(name: str, cfg: dict[str, Any], x: Any, span: Span | None) -> tuple[Any, Span | None]:

@@ -25,7 +25,9 @@ from .qkeras_files import QKerasImportError
 SUPPORTED_QUANTIZERS = ('quantized_bits(bits, integer, symmetric, keep_negative, alpha=None|1|power of two|'
                         'list of powers of two (weights only))',
                         'quantized_relu(bits, integer, negative_slope=0)',
-                        'quantized_po2(bits, max_value, quadratic_approximation, log2_rounding) (weights only)')
+                        'quantized_po2(bits, max_value, quadratic_approximation, log2_rounding) (weights; '
+                        'activations: an exact level table on the input grid, log2_rounding=rnd)',
+                        'quantized_relu_po2(bits, max_value, quadratic_approximation, negative_slope=0) (activations)')
 
 #: (k, i, f, overflow) of a QKeras quantizer, plus the alpha exponents for weights
 Format = tuple[int, int, int, str]
@@ -34,7 +36,9 @@ _POSITIONAL = {'quantized_bits': ('bits', 'integer', 'symmetric', 'keep_negative
                                   'use_stochastic_rounding'),
                'quantized_relu': ('bits', 'integer', 'use_sigmoid', 'negative_slope', 'use_stochastic_rounding'),
                'quantized_po2': ('bits', 'max_value', 'use_stochastic_rounding', 'quadratic_approximation',
-                                 'log2_rounding')}
+                                 'log2_rounding'),
+               'quantized_relu_po2': ('bits', 'max_value', 'negative_slope', 'use_stochastic_rounding',
+                                      'quadratic_approximation', 'log2_rounding')}
 
 #: arguments that change only gradients or bookkeeping, not the inference forward (qkeras 0.9.0 and
 #: qkeras-v3 1.2.1 `__init__`), and those that change it unless they keep their default
@@ -43,9 +47,12 @@ _NO_EFFECT = {'var_name', 'use_ste', 'use_variables', 'is_quantized_clip',  # x_
 _MUST_BE_DEFAULT = {'qnoise_factor': (1, 1.0), 'relu_upper_bound': (None,), 'post_training_scale': (None,)}
 
 _WHY = {
-    'quantized_ulaw': 'its levels are float32 logarithms (sign(r)·log(1+u|r|)/log(1+u)) of a sigmoid-rounded '
-                      'value, not fixed-point numbers, so no exact fixed-point or level-table model exists',
-    'quantized_relu_po2': 'its rounding decision is made on float32 log2 values (not mapped yet; see docs/qkeras.md)',
+    'quantized_ulaw': 'its levels are m_i·log(1 + u·|rp|)/log(1 + u) computed with TensorFlow\'s float32 log, '
+                      'which is not correctly rounded and which numpy cannot reproduce: measured over 420 '
+                      'configurations (bits 2-8, integer 0-2, symmetric 0/1, ten u from 0.5 to 255) in TF 2.15.1 '
+                      'and 2.21.0, a correctly rounded log gives 13,962 of 271,140 outputs (5.1%) different and '
+                      'numpy\'s float32 log 16,365 (6.0%); the index (a hard-sigmoid rounding) is exact, the levels '
+                      'are not (docs/qkeras.md)',
     'quantized_tanh': 'it applies tanh in float32 before rounding',
     'quantized_sigmoid': 'it applies a sigmoid in float32 before rounding',
     'quantized_hswish': 'it applies hard-swish in float32 before rounding',
@@ -137,9 +144,9 @@ def qkeras_quantizer(layer: str, argument: str, spec: Any) -> tuple[Format, np.n
         return None
     name, kw = parsed
     _check_arguments(layer, argument, name, kw)
-    if name == 'quantized_po2':
-        raise unsupported(layer, argument, 'quantized_po2 is supported on weights only (on an activation its '
-                          'exponent is decided by a float32 log at run time; see docs/qkeras.md)')
+    if name in PO2_NAMES:
+        raise unsupported(layer, argument, f'{name} is supported on weights (quantized_po2) and as an activation '
+                          'with a quantized input (an exact level table), not here')
     if kw.get('use_stochastic_rounding'):
         raise unsupported(layer, argument, 'use_stochastic_rounding is not reproducible')
     bits, integer = kw.get('bits', 8), kw.get('integer', 0)
@@ -262,3 +269,99 @@ def quantize_po2_weights(layer: str, argument: str, spec: Any, x: np.ndarray) ->
     e = np.where(a < _EPS, float(min_exp), e)
     sign = np.where(x < 0, -1.0, 1.0)
     return sign * np.exp2(e)
+
+
+PO2_NAMES = ('quantized_po2', 'quantized_relu_po2')
+MAX_GRID = 2**22  # input grid values tabulated for a po2 activation table
+
+
+def _log2_margin(t: np.ndarray) -> np.ndarray:
+    """How far (in log2) QKeras' float32 `log(v)/log(2)` may be from the exact log2: the larger of 1e-5 and
+    8 float32 ulps of t (TF's log is within a few ulps; the division adds one rounding)."""
+    return np.maximum(_LOG2_MARGIN, 8 * np.spacing(np.abs(t).astype(np.float32)).astype(np.float64))
+
+
+def po2_activation_table(layer: str, argument: str, spec: Any, lo: float, hi: float,
+                         f: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(thresholds, levels) of QKeras quantized_po2 / quantized_relu_po2 as an activation whose inputs are
+    the multiples of 2^-f in [lo, hi], or None if `spec` is neither. Exact, or a refusal.
+
+    q2 quantizers.py:1992-2010 (quantized_po2.__call__), :2137-2175 (quantized_relu_po2.__call__),
+    _clip_power_of_two :1804-1873; q3 :3111-3141, :3268-3320, :2894-2985. Per input x (float32):
+        po2:      xq = sign'(x) · 2^E(|x|),  out = x + (xq - x)            (sign'(0) = +1)
+        relu_po2: xq = 2^E(relu(x)),        out = r + (xq - r),  r = relu(x), or max_value where x > max_value
+        E(a) = min_exp if a < 1e-7 else clip(round(log(min(a, max_value)) / log 2), min_exp, max_exp)
+    (quadratic_approximation: 2·clip(round(log(sqrt v)/log 2), ...)). Every grid value is evaluated here: the
+    exponent in float64 (refused where the exact log2 lies within _log2_margin of a rounding boundary that
+    changes the result: TF's float32 log cannot be reproduced there), the straight-through sum in numpy
+    float32 (IEEE, as TF). The outputs must be non-decreasing in x; the table is then their distinct values
+    and the first grid value of each."""
+    parsed = parse_quantizer(layer, argument, spec)
+    if parsed is None or parsed[0] not in PO2_NAMES:
+        return None
+    name, kw = parsed
+    _check_arguments(layer, argument, name, kw)
+    if kw.get('use_stochastic_rounding'):
+        raise unsupported(layer, argument, 'use_stochastic_rounding is not reproducible')
+    bits, max_value = kw.get('bits', 8), kw.get('max_value')
+    quad, mode = bool(kw.get('quadratic_approximation', False)), kw.get('log2_rounding', 'rnd')
+    if isinstance(bits, bool) or not isinstance(bits, (int, float)) or int(bits) != bits or bits < 1:
+        raise unsupported(layer, argument, f'{name}(bits={bits!r}) must be a positive integer')
+    if mode != 'rnd':
+        raise unsupported(layer, argument, f'{name}(log2_rounding={mode!r}) on an activation is not supported: '
+                          'floor(log2) decides at exact powers of two, where TF\'s float32 log may land either side')
+    if name == 'quantized_relu_po2' and kw.get('negative_slope', 0):
+        raise unsupported(layer, argument, 'quantized_relu_po2 with negative_slope != 0 is not supported')
+    if max_value is not None and (not isinstance(max_value, (int, float)) or max_value < 0):
+        raise unsupported(layer, argument, f'{name}(max_value={max_value!r}) must be a non-negative number')
+    sign_bit = 0 if max_value is not None and max_value <= 1 else 1  # _need_exponent_sign_bit_check
+    effect = int(bits) - (1 if name == 'quantized_po2' else 0) - sign_bit
+    min_exp, max_exp = -2 ** effect, 2 ** effect - 1
+    if quad:
+        max_exp = 2 * (max_exp // 2)
+    c_lo, c_hi = math.ceil(lo * 2.0 ** f), math.floor(hi * 2.0 ** f)
+    if c_hi - c_lo + 1 > MAX_GRID:
+        raise unsupported(layer, argument, f'{name}: its input grid has {c_hi - c_lo + 1} values (more than '
+                          f'{MAX_GRID}); the level table is computed over every one')
+    x32 = np.ldexp(np.arange(c_lo, c_hi + 1, dtype=np.float64), -f).astype(np.float32)
+    if np.any(np.ldexp(x32.astype(np.float64), f) != np.arange(c_lo, c_hi + 1)):
+        raise unsupported(layer, argument, f'{name}: its inputs do not fit float32 exactly')
+    mv = None if max_value is None else np.float32(max_value)
+    a = np.abs(x32) if name == 'quantized_po2' else np.maximum(x32, np.float32(0))
+    v = np.where(a < _EPS, _EPS, a)
+    if mv is not None:
+        v = np.where(v >= mv, mv, v)
+    t = np.log2(np.sqrt(v.astype(np.float64))) if quad else np.log2(v.astype(np.float64))
+    margin = _log2_margin(t)
+
+    def exponent(tt: np.ndarray) -> np.ndarray:
+        return (2.0 if quad else 1.0) * np.clip(np.round(tt), min_exp, max_exp)
+
+    unsure = (exponent(t - margin) != exponent(t + margin)) & (a >= _EPS)
+    if np.any(unsure):
+        bad = x32[unsure][:3].tolist()
+        raise QKerasImportError(f'{layer}: {argument}: {name}: {int(unsure.sum())} input grid value(s) (e.g. {bad}) '
+                                'lie within float32 rounding of a log2 rounding boundary; QKeras decides them with '
+                                'a float32 log that cannot be reproduced without TensorFlow, so this import would '
+                                'have to guess')
+    e = np.where(a < _EPS, float(min_exp), exponent(t))
+    if np.any(np.abs(e) > 126):
+        raise unsupported(layer, argument, f'{name}: exponents beyond float32 range')
+    if name == 'quantized_po2':
+        base = x32
+        xq = np.where(x32 < 0, -1.0, 1.0) * np.exp2(e)
+    else:
+        base = np.maximum(x32, np.float32(0))
+        if mv is not None:
+            base = np.where(x32 <= mv, base, mv)
+        xq = np.exp2(e)
+    xq32 = xq.astype(np.float32)
+    use_ste = kw.get('use_ste', True)
+    out = (base + (xq32 - base)).astype(np.float32) if use_ste else xq32
+    out = out.astype(np.float64)
+    if np.any(np.diff(out) < 0):
+        raise unsupported(layer, argument, f'{name}: its outputs are not monotone in the input on this grid')
+    change = np.flatnonzero(np.diff(out) != 0) + 1
+    levels = out[np.concatenate([[0], change])]
+    thresholds = np.ldexp(np.arange(c_lo, c_hi + 1, dtype=np.float64), -f)[change]
+    return thresholds, levels

@@ -10,4 +10,5 @@ from . import (
     mulaw,  # noqa: F401  (registers 'mulaw')
     post,  # noqa: F401  (registers 'post')
     pwlq,  # noqa: F401  (registers 'pwlq')
+    table,  # noqa: F401  (TableQuantizer: Keras-serializable, not a training scheme)
 )
