@@ -53,6 +53,8 @@ def test_config_target_replaces_the_beta_schedule():
     ({'training': {'target': {'luts': 2000, 'ebops': 10}}}, r'give exactly one budget, ebops or luts'),
     ({'training': {'target': {'luts': -5}}}, r'training.target.luts = -5: expected a finite number > 0'),
     ({'training': {'target': {'ebops': 5000, 'gain': 0}}}, r'training.target.gain = 0'),
+    ({'training': {'target': {'luts': 900, 'mode': 'pid'}}}, r"training.target.mode = 'pid': valid modes: rate, "),
+    ({'training': {'target': {'luts': 900, 'max_rate': 0}}}, r'training.target.max_rate = 0'),
     ({'training': {'target': {'luts': 2000}, 'beta': 1e-5}}, r'either target .* or beta .*, not both'),
 ])
 def test_config_errors_name_the_key(given, match):

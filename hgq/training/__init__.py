@@ -19,12 +19,12 @@ from .lut_cost import LUTCostCoefficients, LUTEstimate, LUTLogger, lut_estimate,
 from .pareto import ParetoCheckpoint, ParetoFront, read_index, resume_epoch
 from .progress import ProgressBar
 from .schedules import BetaScheduler, Constant, Linear, Log, Piecewise, set_beta
-from .targets import BudgetController, PowerLawLUTs, TrainingEBOPs, next_beta
+from .targets import BudgetController, PowerLawLUTs, TrainingEBOPs, next_beta, rate_beta
 
 __all__ = [
     'BetaScheduler', 'BudgetController', 'Constant', 'EBOPsLogger', 'LUTCostCoefficients', 'LUTEstimate',
     'LUTLogger', 'LatestCheckpoint', 'Linear', 'Log',
     'ParetoCheckpoint', 'ParetoFront', 'Piecewise', 'PowerLawLUTs', 'ProgressBar', 'ResetRanges',
-    'TrainingEBOPs', 'calibrate', 'exact_ebops', 'latest_state', 'next_beta', 'read_index', 'reset_ranges',
+    'TrainingEBOPs', 'calibrate', 'exact_ebops', 'latest_state', 'next_beta', 'rate_beta', 'read_index', 'reset_ranges',
     'lut_estimate', 'resume_epoch', 'set_beta', 'total_ebops', 'use_cost',
 ]

@@ -34,7 +34,8 @@ BETA_SCHEDULES = {'constant': ('value',), 'linear': ('start', 'end'), 'log': ('s
 LR_SCHEDULES = ('constant', 'cosine')
 TARGET_UNITS = ('ebops', 'luts')
 COSTS = ('ebops', 'luts')  # = hgq.training.lut_cost.COSTS (not imported: checking a config needs no Keras)
-TARGET_OPTIONS = ('beta_start', 'gain')  # hgq.training.BudgetController's, beside the one unit
+TARGET_MODES = ('rate', 'proportional')  # BudgetController's step rules
+TARGET_OPTIONS = ('beta_start', 'gain', 'max_rate', 'mode')  # hgq.training.BudgetController's, beside the one unit
 
 SYNTH: dict[str, Any] = {'clock_ns': 5.0, 'latency_cutoff': 5, 'check': 10_000}
 
@@ -129,6 +130,10 @@ def _check_target(target: Any, beta_given: bool, where: str) -> None:
         _positive_float(target['beta_start'], f'{where}.target.beta_start')
     if 'gain' in target:
         _positive_float(target['gain'], f'{where}.target.gain')
+    if 'max_rate' in target:
+        _positive_float(target['max_rate'], f'{where}.target.max_rate')
+    if 'mode' in target and target['mode'] not in TARGET_MODES:
+        raise ConfigError(f'{where}.target.mode = {target["mode"]!r}: valid modes: {", ".join(TARGET_MODES)}')
     if beta_given:
         raise ConfigError(f'{where}: give either target (training steers beta to a budget) or beta (a schedule), '
                           'not both')

@@ -70,7 +70,8 @@ def beta_callback(training: dict[str, Any], model: Any, resumed: bool) -> Any:
     layers = qlayers(model)
     if resumed and layers:
         beta_start = float(keras_value(layers[0].beta))
-    return BudgetController(float(target[unit]), unit, beta_start=beta_start, gain=float(target.get('gain', 0.5)))
+    return BudgetController(float(target[unit]), unit, beta_start=beta_start, gain=float(target.get('gain', 0.5)),
+                            mode=target.get('mode', 'rate'), max_rate=float(target.get('max_rate', 0.05)))
 
 
 def keras_value(variable: Any) -> Any:
