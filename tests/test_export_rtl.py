@@ -537,7 +537,7 @@ def test_verilator_environment_is_for_subprocesses_only(verilator: None) -> None
 
 
 def test_yosys_report_parsing() -> None:
-    from hgq.export.yosys import parse_ltp, parse_stat, yosys_script
+    from hgq.export.yosys import load_stat, parse_ltp, parse_stat, yosys_script
 
     stat = {'modules': {'\\top': {'num_cells': 9, 'num_cells_by_type': {
         'LUT2': 3, 'LUT6': 2, 'CARRY4': 1, 'FDRE': 2, 'FDSE': 1}}}}
@@ -545,6 +545,10 @@ def test_yosys_report_parsing() -> None:
     assert (r['LUT'], r['FF'], r['CARRY4'], r['num_cells']) == (5, 3, 1, 9)
     with pytest.raises(ValueError, match="no module 'other'"):
         parse_stat({'modules': {'\\top': {}}}, 'other')
+    # Yosys 0.23's literal output when synthesis removed every module (not valid JSON: a trailing comma)
+    empty = load_stat('{\n   "creator": "Yosys 0.23",\n   "invocation": "stat -json ",\n'
+                      '   "modules": {\n\n   },\n\n}\n')
+    assert parse_stat(empty, 'top')['LUT'] == 0 and parse_stat(empty, 'top')['num_cells'] == 0
     assert parse_ltp('Longest topological path in top (length=17):\n  0 ...') == 17
     assert parse_ltp('nothing') is None
     script = yosys_script([Path('/a.v')], 'top')
@@ -565,6 +569,20 @@ def pruned_inputs_ir() -> Graph:
              'dense'),
         _q('q1', 'd', (3,), Format.of(1, 1, 2, (3,)), 'TRN', 'SAT'),
     ], ['x'], ['q1'])
+
+
+def test_design_without_logic_synthesizes_to_zero_cells(rtl: Any, yosys: None, tmp_path: Path) -> None:
+    """Every output pruned too (zero-width): Yosys removes the whole design and writes an empty module list,
+    which must count as 0 LUT / 0 FF, not crash (a fully pruned checkpoint of a beta ramp)."""
+    from hgq.export.yosys import synthesize
+
+    g = pruned_inputs_ir()
+    q1 = g.node('q1')
+    q1.attrs['fmt'] = Format.of(1, -2, 0, (3,))  # k + i + f <= 0: every output element pruned
+    prj = rtl.write_rtl(g, tmp_path / 'dead', name='hgq_dead')
+    report = synthesize(sorted((prj.path / 'src').glob('*.v')), 'hgq_dead', tmp_path / 'dead_syn',
+                        longest_path=False)
+    assert (report['LUT'], report['FF'], report['num_cells']) == (0, 0, 0)
 
 
 def test_all_inputs_pruned_builds_and_equals_emulator(rtl: Any, verilator: None, tmp_path: Path) -> None:

@@ -55,6 +55,8 @@ def parse_stat(stat: dict[str, Any], top: str) -> dict[str, Any]:
     entry = modules.get(f'\\{top}') or modules.get(top)
     if entry is None:
         entry = stat.get('design')
+    if entry is None and not modules:  # Yosys removed every module: a design with no logic left
+        entry = {'num_cells_by_type': {}, 'num_cells': 0}
     if entry is None:
         raise ValueError(f'yosys stat has no module {top!r} (modules: {list(modules)})')
     cells = {str(k): int(v) for k, v in entry.get('num_cells_by_type', {}).items()}
@@ -67,6 +69,15 @@ def parse_stat(stat: dict[str, Any], top: str) -> dict[str, Any]:
         'cells': cells,
         'num_cells': int(entry.get('num_cells', sum(cells.values()))),
     }
+
+
+def load_stat(text: str) -> dict[str, Any]:
+    """`stat -json` output as a dict. Yosys 0.23 writes `"modules": {}, }` (a trailing comma, no "design")
+    when synthesis removed every module, e.g. a fully pruned model whose outputs are all constant."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return json.loads(re.sub(r',\s*}', '}', text))
 
 
 def parse_ltp(text: str) -> int | None:
@@ -108,7 +119,7 @@ def synthesize(files: Sequence[str | os.PathLike], top: str, work_dir: str | os.
             tail += ''.join(full.read_text().splitlines(keepends=True)[-30:])
         raise RuntimeError(f'yosys failed (exit {proc.returncode}) on {top}; log {full}:\n{tail}')
     stat_path = work / 'stat.json'
-    stat = json.loads(stat_path.read_text())
+    stat = load_stat(stat_path.read_text())
     report = parse_stat(stat, top)
     if longest_path and (work / 'ltp.txt').exists():
         report['longest_path_cells'] = parse_ltp((work / 'ltp.txt').read_text())
