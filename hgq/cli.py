@@ -37,7 +37,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def _synth(args: argparse.Namespace) -> int:
     from hgq.workflow.files import check_checkpoint, load_array, load_checkpoint
-    from hgq.workflow.synth import SynthSettings, require_tools, synthesize_model
+    from hgq.workflow.synth import SynthSettings, parse_input_format, require_tools, synthesize_model
 
     check_checkpoint(args.checkpoint)
     if args.check < 0:
@@ -47,11 +47,15 @@ def _synth(args: argparse.Namespace) -> int:
     if not args.name.isidentifier():
         raise SystemExit(f'hgq synth: --name {args.name!r} must be a Verilog identifier')
     calibration = load_array(args.calibration) if args.calibration else None
+    try:
+        input_format = parse_input_format(args.input_format) if args.input_format else None
+    except ValueError as e:
+        raise SystemExit(f'hgq synth: --input-format: {e}') from None
     require_tools(args.counts_only)
     print(f'loading {args.checkpoint}', flush=True)
     model = load_checkpoint(args.checkpoint)
     settings = SynthSettings(args.out_dir, args.clock_ns, args.latency_cutoff, args.check, args.name, args.jobs,
-                             str(args.checkpoint), args.calibration, args.counts_only)
+                             str(args.checkpoint), args.calibration, args.counts_only, input_format)
     report, _ = synthesize_model(model, settings, calibration)
     check = report['check']
     return 0 if check is None or check['mismatches'] == 0 else 1
@@ -319,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help='Yosys LUT/FF/CARRY4 counts only, the same counts as a full run: no Verilator '
                        'build or check against the emulator (--check ignored), no longest-path analysis; '
                        'Verilator, make and g++ are not needed')
+    synth.add_argument('--input-format', metavar='FMT',
+                       help='the input port word, e.g. ap_fixed<12,4> or k,i,f: what the upstream delivers; inputs '
+                       'on that grid are exact (default: the policy of hgq.ir.ports, exact for every float32)')
     synth.add_argument('--name', default='hgq_model', help='the top module\'s name (default hgq_model)')
     synth.add_argument('--jobs', type=int, default=2, metavar='J',
                        help='processes to use: with J >= 2 Yosys runs beside the Verilator build (J-1 jobs); '

@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import re
 import shutil
 import sys
 import time
@@ -33,6 +34,27 @@ class SynthSettings:
     checkpoint: str = ''            # what the report calls the model (its file)
     calibration: str | None = None  # where the calibration inputs came from, for the report
     counts_only: bool = False       # Yosys counts only: no Verilator check, no longest-path analysis
+    input_format: tuple[int, int, int] | None = None  # (k, i, f) of every input port; None: hgq.ir.ports' policy
+
+
+def parse_input_format(text: str) -> tuple[int, int, int]:
+    """'ap_fixed<W,I>', 'ap_ufixed<W,I>' or 'k,i,f' (i without the sign bit) as (k, i, f).
+
+    Why: the default port of a RND_CONV (QKeras) input quantizer carries 24 extra fraction bits so that any
+    float32 input rounds exactly; an upstream that delivers words on a known grid needs only that grid."""
+    t = text.replace(' ', '')
+    m = re.fullmatch(r'ap_(u?)fixed<(-?\d+),(-?\d+)>', t)
+    if m:
+        k, w, i_total = int(not m.group(1)), int(m.group(2)), int(m.group(3))
+        kif = (k, i_total - k, w - i_total)
+    elif re.fullmatch(r'-?\d+,-?\d+,-?\d+', t):
+        kif = tuple(int(v) for v in t.split(','))  # type: ignore[assignment]
+    else:
+        raise ValueError(f'input format {text!r}: use ap_fixed<W,I>, ap_ufixed<W,I> or k,i,f (e.g. 1,3,8)')
+    k, i, f = kif
+    if k not in (0, 1) or k + i + f <= 0:
+        raise ValueError(f'input format {text!r}: needs k in {{0, 1}} and at least one bit (k + i + f = {k + i + f})')
+    return k, i, f
 
 
 def random_inputs(graph: Any, n: int, seed: int, name: str | None = None) -> np.ndarray:
@@ -180,7 +202,7 @@ def synthesize_model(model: Any, settings: SynthSettings, calibration: np.ndarra
         raise ValueError(f'hgq synth: --calibration takes one array, the model has {len(graph.inputs)} inputs')
     with _step(timings, 'tracing', f'tracing the IR with da4ml and writing Verilog to {out_dir / "rtl"}'):
         prj = write_rtl(graph, out_dir / 'rtl', args.name, latency_cutoff=args.latency_cutoff,
-                        clock_period=args.clock_ns)
+                        input_format=args.input_format, clock_period=args.clock_ns)
     lat = prj.latency
     print(f'  input port: {prj.describe_ports()}')
     print(f'  latency: {lat.cycles} cycles ({lat.stages} pipeline stages) = {lat.ns:g} ns at {args.clock_ns:g} ns; '
@@ -224,7 +246,8 @@ def synthesize_model(model: Any, settings: SynthSettings, calibration: np.ndarra
             'checkpoint': str(args.checkpoint), 'top': args.name, 'rtl_dir': str(prj.path),
             'settings': {'clock_period_ns': args.clock_ns, 'latency_cutoff': args.latency_cutoff,
                          'check': args.check, 'calibration': args.calibration, 'jobs': args.jobs,
-                         'yosys_beside_verilator': overlap, 'counts_only': args.counts_only},
+                         'yosys_beside_verilator': overlap, 'counts_only': args.counts_only,
+                         'input_format': None if args.input_format is None else list(args.input_format)},
             'input_ports': [p.describe() for p in prj.ports],
             'check': check,
             'synthesis': {k: v for k, v in synthesis.items() if k not in ('latency', 'da4ml_cost_luts',
