@@ -64,9 +64,11 @@ def test_fresh_model_is_not_zeroed_and_equals_range_format() -> None:
     assert np.array_equal(outs[0], outs[2]) and np.array_equal(outs[1], outs[3])
 
 
-def test_weight_role_refuses_trainable_i() -> None:
+def test_weight_role_and_wrap_refuse_trainable_i() -> None:
     with pytest.raises(ValueError, match="trainable_i=True is for role='activation'"):
         HGQQuantizer(role='weight', trainable_i=True)
+    with pytest.raises(ValueError, match='needs a saturating overflow_mode'):
+        HGQQuantizer(trainable_i=True, overflow_mode='WRAP')
 
 
 def test_di_stays_in_bounds_after_an_optimizer_step() -> None:

@@ -101,6 +101,10 @@ class HGQQuantizer(Quantizer):
         if trainable_i and role != 'activation':
             raise ValueError(f'{self.name}: trainable_i=True is for role=\'activation\' only (a weight\'s integer '
                              f'bits follow its values); got role={role!r}')
+        if trainable_i and self.overflow_mode == 'WRAP':
+            raise ValueError(f'{self.name}: trainable_i=True needs a saturating overflow_mode (SAT or SAT_SYM): '
+                             'training clips values beyond the learned integer bits, and WRAP would compute a '
+                             'different function at inference')
         self.trainable_i = bool(trainable_i)
 
     # ---------------------------------------------------------------- building
