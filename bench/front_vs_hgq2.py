@@ -97,6 +97,8 @@ def train_seed(args: argparse.Namespace, seed: int, work: Path, cache: Path,
     if args.ours_beta_scale != 1:  # a candidate: our beta ramp only (HGQ2's stays the recipe's)
         beta = config['training']['beta']
         beta['start'], beta['end'] = beta['start'] * args.ours_beta_scale, beta['end'] * args.ours_beta_scale
+    if args.ours_trainable_i:  # a candidate: our activations learn their integer bits (projects/jets model key)
+        config['model']['trainable_i'] = True
     ns.batch_size = int(config['training']['batch_size'])
     ns.lr = float(config['training']['optimizer']['learning_rate'])
     split = work / 'split.npz'
@@ -438,6 +440,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument('--slack', type=float, default=0.15, help='synthesize designs within this of the cheapest')
     p.add_argument('--ours-beta-scale', type=float, default=1.0,
                    help='a candidate: multiply our whole beta ramp by this (HGQ2 keeps the recipe)')
+    p.add_argument('--ours-trainable-i', action='store_true',
+                   help='a candidate: our activation quantizers learn their integer bits (HGQQuantizer trainable_i)')
     p.add_argument('--hgq2-root', type=Path,
                    help="reuse HGQ2's trained seeds from this WORKDIR/TAG folder of an earlier run (same recipe)")
     p.add_argument('--top-margin', type=float,
@@ -481,6 +485,8 @@ def main(argv: list[str] | None = None) -> None:
     tag = f'e{args.epochs}_b{args.beta_start:g}-{args.beta_end:g}' + (f'_toy{args.toy}' if args.toy else '')
     if args.ours_beta_scale != 1:
         tag += f'_ours-beta-x{args.ours_beta_scale:g}'
+    if args.ours_trainable_i:
+        tag += '_ours-trainable-i'
     root = args.workdir.resolve() / tag
     info = machine_info()
     say(f'{info["cpu_model"]}, {info["nproc"]} CPUs, load {os.getloadavg()[0]:.1f}; seeds {args.seeds}, '

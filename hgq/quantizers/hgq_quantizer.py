@@ -4,7 +4,9 @@ Forward: f_int = round(f) (straight-through), x̂ = quantize(x; k, i, f_int).
 Backward: dx̂/dx = 1 (straight-through), dx̂/df = -ln2·(x̂ - x) (the HGQ surrogate).
 Integer bits: weights from their own quantized values (never overflow); activations from the
 min/max tracked in training (no overflow while training; the calibrated range and the overflow
-mode apply at inference). See docs/quantization.md for the exact formulas.
+mode apply at inference). With `trainable_i=True` an activation also learns an integer-bit offset
+di <= 0 below that range: i = i_range + round(di), saturating in training (surrogate gradient
+dx̂/ddi = ln2·x̂ where clipped), the EBOPs pulling di down. See docs/quantization.md for the formulas.
 """
 
 from __future__ import annotations
@@ -48,6 +50,24 @@ def _round_ste(v: Any) -> Any:
     return v + ops.stop_gradient(ops.round(v) - v)
 
 
+#: the learned integer-bit offset lives in [-DI_FLOOR, 0]: never more bits than the observed range needs
+DI_FLOOR = 32.0
+
+
+@keras.saving.register_keras_serializable(package='hgq')
+class OffsetBounds(keras.constraints.Constraint):
+    """Keeps a learned integer-bit offset in [lo, hi] after every optimizer step."""
+
+    def __init__(self, lo: float = -DI_FLOOR, hi: float = 0.0) -> None:
+        self.lo, self.hi = float(lo), float(hi)
+
+    def __call__(self, w: Any) -> Any:
+        return ops.clip(w, self.lo, self.hi)
+
+    def get_config(self) -> dict[str, Any]:
+        return {'lo': self.lo, 'hi': self.hi}
+
+
 @keras.saving.register_keras_serializable(package='hgq')
 class HGQQuantizer(Quantizer):
     """Trainable fixed-point quantizer with learnable fractional bits.
@@ -59,11 +79,13 @@ class HGQQuantizer(Quantizer):
         round_mode: ap_fixed rounding mode used for the values.
         overflow_mode: ap_fixed overflow mode applied at inference (activations only).
         trainable_f: learn f (True) or keep it fixed.
+        trainable_i: activations only: learn an integer-bit offset di <= 0 below the tracked range
+            (opt-in; starts at 0, i.e. exactly the range's integer bits, so a fresh model is not zeroed).
     """
 
     def __init__(self, role: str = 'activation', granularity: str = 'element', f_init: float | None = None,
                  round_mode: str = 'RND', overflow_mode: str = 'SAT', trainable_f: bool = True,
-                 **kwargs: Any) -> None:
+                 trainable_i: bool = False, **kwargs: Any) -> None:
         super().__init__(role=role, **kwargs)
         if granularity not in GRANULARITIES:
             raise ValueError(f'{self.name}: granularity={granularity!r} is not valid; use one of {GRANULARITIES}')
@@ -76,6 +98,14 @@ class HGQQuantizer(Quantizer):
         self.round_mode = check_round_mode(round_mode)
         self.overflow_mode = check_overflow_mode(overflow_mode)
         self.trainable_f = bool(trainable_f)
+        if trainable_i and role != 'activation':
+            raise ValueError(f'{self.name}: trainable_i=True is for role=\'activation\' only (a weight\'s integer '
+                             f'bits follow its values); got role={role!r}')
+        if trainable_i and self.overflow_mode == 'WRAP':
+            raise ValueError(f'{self.name}: trainable_i=True needs a saturating overflow_mode (SAT or SAT_SYM): '
+                             'training clips values beyond the learned integer bits, and WRAP would compute a '
+                             'different function at inference')
+        self.trainable_i = bool(trainable_i)
 
     # ---------------------------------------------------------------- building
     def _parameter_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -100,12 +130,17 @@ class HGQQuantizer(Quantizer):
                                              initializer=keras.initializers.Constant(np.inf))
             self.range_max = self.add_weight(name='range_max', shape=param_shape, trainable=False,
                                              initializer=keras.initializers.Constant(-np.inf))
+            if self.trainable_i:
+                self.di = self.add_weight(name='di', shape=param_shape, initializer='zeros', trainable=True,
+                                          constraint=OffsetBounds())
         super().build(input_shape)
 
     # ---------------------------------------------------------------- forward
     def call(self, x: Any, training: bool | None = None) -> Any:
         f = _round_ste(ops.convert_to_tensor(self.f))
         x_const = ops.stop_gradient(x)
+        if self.trainable_i and training and not self.calibrating:
+            return self._train_with_i(x, x_const, f)
         if self.role == 'weight' or training or self.calibrating:
             if self.role == 'activation':
                 self._track(x_const)
@@ -115,6 +150,33 @@ class HGQQuantizer(Quantizer):
         # Exact forward value q; gradients 1 to x and -ln2·(q - x) to f.
         surrogate = ops.stop_gradient(-LN2 * (q - x_const))
         return q + (x - x_const) + (f - ops.stop_gradient(f)) * surrogate
+
+    def _di(self) -> Any:
+        """round(di), clamped to [-DI_FLOOR, 0] in the forward pass, identity gradient."""
+        r = _round_ste(ops.convert_to_tensor(self.di))
+        return r + ops.stop_gradient(ops.clip(r, -DI_FLOOR, 0.0) - r)
+
+    def _train_with_i(self, x: Any, x_const: Any, f: Any) -> Any:
+        """Training forward with a learned integer offset: saturate to (k, i_range + di, f).
+
+        Saturation is the training surrogate whatever the inference overflow mode: it gives di a gradient
+        (d clip / d i = ln2·x̂ at either bound) and the loss a zero gradient through clipped values.
+        """
+        self._track(x_const)
+        f_c = ops.stop_gradient(f)
+        k, i_range = self._range_format(f_c)
+        di = self._di()
+        i = i_range + ops.stop_gradient(di)
+        q = quantize_with(ops, x_const, k, i, f_c, self.round_mode, 'SAT')
+        r = round_to_step(ops, x_const, f_c, self.round_mode)
+        live = k + i + f_c > 0
+        clipped = ops.logical_and(live, ops.not_equal(q, r))
+        inside = ops.logical_and(live, ops.logical_not(clipped))
+        sur_f = ops.stop_gradient(ops.where(inside, -LN2 * (r - x_const), 0.0))
+        sur_i = ops.stop_gradient(ops.where(clipped, LN2 * q, 0.0))
+        pass_x = ops.stop_gradient(ops.where(inside, 1.0, 0.0))
+        return (q + (x - x_const) * pass_x + (f - ops.stop_gradient(f)) * sur_f
+                + (di - ops.stop_gradient(di)) * sur_i)
 
     def _track(self, x: Any) -> None:
         batch_min = ops.min(x, axis=self._reduce_axes, keepdims=True)[0]
@@ -134,8 +196,13 @@ class HGQQuantizer(Quantizer):
         q_max = round_to_step(ops, hi, f, self.round_mode)
         return integer_bits_of_range(ops, q_min, q_max, f, _ceil_log2)
 
-    def _inference_quantize(self, x: Any, f: Any) -> Any:
+    def _learned_format(self, f: Any) -> tuple[Any, Any]:
+        """(k, i) applied at inference: the range's, less the learned offset when there is one."""
         k, i = self._range_format(f)
+        return (k, i + ops.stop_gradient(self._di())) if self.trainable_i else (k, i)
+
+    def _inference_quantize(self, x: Any, f: Any) -> Any:
+        k, i = self._learned_format(f)
         quantized = quantize_with(ops, x, k, i, f, self.round_mode, self.overflow_mode)
         # A range never seen (no training, no calibration) must not silently zero the layer.
         _, _, seen = self._range()
@@ -151,7 +218,10 @@ class HGQQuantizer(Quantizer):
             q = round_to_step(ops, ops.stop_gradient(x), f_const, self.round_mode)
             k, i = integer_bits_of_values(ops, q, f_const, _ceil_log2)
         else:
-            k, i = self._range_format(f_const)
+            k, i = self._learned_format(f_const)
+            if self.trainable_i:  # the EBOPs / LUT cost pull di down through the width
+                di = self._di()
+                return ops.relu(ops.stop_gradient(k + i) + f + (di - ops.stop_gradient(di)))
         return ops.relu(ops.stop_gradient(k + i) + f)
 
     # ---------------------------------------------------------------- export
@@ -174,6 +244,8 @@ class HGQQuantizer(Quantizer):
             q_min = round_to_step(np, lo, f, self.round_mode)
             q_max = round_to_step(np, hi, f, self.round_mode)
             k, i = integer_bits_of_range(np, q_min, q_max, f, ceil_log2_np)
+            if self.trainable_i:
+                i = i + np.clip(np.round(np.asarray(self.di.value, dtype=np.float64)), -DI_FLOOR, 0.0)
             overflow = self.overflow_mode
         k, i, f = (np.asarray(a).astype(np.int64) for a in (k, i, f))
         return FixedFormat(k, i, f, self.round_mode, overflow)
@@ -197,7 +269,8 @@ class HGQQuantizer(Quantizer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), 'granularity': self.granularity, 'f_init': self.f_init,
-                'round_mode': self.round_mode, 'overflow_mode': self.overflow_mode, 'trainable_f': self.trainable_f}
+                'round_mode': self.round_mode, 'overflow_mode': self.overflow_mode, 'trainable_f': self.trainable_f,
+                'trainable_i': self.trainable_i}
 
 
 @keras.saving.register_keras_serializable(package='hgq')

@@ -16,7 +16,7 @@ from hgq.workflow import Dataset, split_arrays, standardize
 
 DATA = {'path': 'data/jets_100k.npz', 'val_fraction': 0.2, 'test_fraction': 0.2, 'split_seed': 0,
         'max_samples': 0}
-MODEL = {'hidden': [64, 32, 32]}
+MODEL = {'hidden': [64, 32, 32], 'trainable_i': False}
 
 
 def load_data(directory: Path, path: str, val_fraction: float, test_fraction: float, split_seed: int,
@@ -41,11 +41,16 @@ def load_data(directory: Path, path: str, val_fraction: float, test_fraction: fl
     return standardize(data)
 
 
-def build_model(quantized: bool, hidden: list[int]) -> Any:
+def build_model(quantized: bool, hidden: list[int], trainable_i: bool = False) -> Any:
+    """trainable_i: every layer's input quantizer also learns its integer bits (docs/quantization.md)."""
+    import functools
+
     import keras
 
     from hgq.layers import QDense
 
-    dense = QDense if quantized else keras.layers.Dense
+    dense = keras.layers.Dense
+    if quantized:
+        dense = functools.partial(QDense, input_quantizer={'trainable_i': True}) if trainable_i else QDense
     layers = [keras.Input((16,))] + [dense(int(n), activation='relu') for n in hidden] + [dense(5)]
     return keras.Sequential(layers, name='jets_mlp' + ('_hgq' if quantized else '_float'))
