@@ -38,7 +38,7 @@ def test_config_target_replaces_the_beta_schedule():
 
 
 @pytest.mark.parametrize('given, match', [
-    ({'trainig': {}}, r"unknown key 'trainig'; valid keys: data, model, synth, training"),
+    ({'trainig': {}}, r"unknown key 'trainig'; valid keys: data, model, quantizers, synth, training"),
     ({'training': {'epoch': 3}}, r"training: unknown key 'epoch'; valid keys: batch_size, beta, cost, epochs"),
     ({'model': {'hiden': 3}}, r"model: unknown key 'hiden'; valid keys: hidden"),
     ({'training': {'epochs': 0}}, r'training.epochs = 0: expected an integer >= 1'),
