@@ -21,7 +21,7 @@ SECTIONS = ('data', 'model', 'quantizers', 'training', 'synth')
 
 # how the project's quantizers behave in hardware (hgq.layers.overflow): where activations saturate; WRAP is
 # free in logic, SAT clamps an out-of-range value (LUTs), input-SAT clamps only the quantizers reading the input
-QUANTIZERS: dict[str, Any] = {'activation_overflow': 'input-SAT'}
+QUANTIZERS: dict[str, Any] = {'activation_overflow': 'WRAP'}
 OVERFLOW_POLICIES = ('SAT', 'WRAP', 'input-SAT')  # = hgq.layers.overflow.POLICIES (no Keras to check a config)
 
 TRAINING: dict[str, Any] = {
