@@ -263,8 +263,10 @@ def train(project: Project, config: dict[str, Any], run_dir: str | os.PathLike, 
     if init is not None:
         _check_init(model, data, init)
     # where activations saturate in hardware (config quantizers.activation_overflow); before the cost, since the
-    # LUT cost counts saturation logic
-    apply_activation_overflow(model, config.get('quantizers', QUANTIZERS)['activation_overflow'])
+    # LUT cost counts saturation logic. An --init model keeps its own modes (an imported QKeras model's SAT is
+    # part of what it computes)
+    if init is None:
+        apply_activation_overflow(model, config.get('quantizers', QUANTIZERS)['activation_overflow'])
     use_cost(model, training.get('cost', 'ebops'))  # before fit: the train step is traced with its cost
     train_float(project, config, data, run_dir)
     epochs = training['epochs']
