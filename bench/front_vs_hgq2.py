@@ -12,8 +12,10 @@ Hardware, per checkpoint (cached in WORKDIR/cache by checkpoint content and vari
   emulator on every test output;
 - HGQ2: its `trace_minmax` -> `da4ml.converter.trace_model` -> `comb_trace`, written here by da4ml's `RTLModel`
   (combinational); the interpreter must equal HGQ2's Keras model on every test output;
-- `--ours-variants`: `sat` is our default; `wrap` switches every activation quantizer to WRAP after training (the
-  overflow mode acts only at inference, so the trained weights and formats are the same).
+- `--ours-variants`: the activation overflow policy (hgq.layers.overflow) applied after training: `sat` (every
+  activation clamps), `wrap` (every one wraps), `input-sat` (the quantizers reading the input clamp, hidden ones
+  wrap). The overflow mode acts only at inference, so the trained weights and formats are the same; with
+  `--ours-cost luts` the LUT cost counts saturation, so training uses `--ours-train-overflow`'s policy.
 
 Only checkpoints that can matter are synthesized (Yosys `synth_xilinx`, counts only): per accuracy level, those
 reaching it whose da4ml cost is within `--slack` of the cheapest reaching it. The LUTs at a level are the fewest
@@ -59,6 +61,14 @@ def say(*parts: Any) -> None:
         print(*parts, flush=True)
 
 
+# --ours-variants: the activation overflow policy (hgq.layers.overflow) each variant applies after training
+POLICY = {'sat': 'SAT', 'wrap': 'WRAP', 'input-sat': 'input-SAT'}
+
+
+def side_name(variant: str) -> str:
+    return 'ours' if variant == 'sat' else f'ours_{variant.replace("-", "_")}'
+
+
 def file_key(path: str | Path, variant: str) -> str:
     h = hashlib.sha256(Path(path).read_bytes())
     h.update(variant.encode())
@@ -94,6 +104,8 @@ def train_seed(args: argparse.Namespace, seed: int, work: Path, cache: Path,
     if float_val is not None:  # one float baseline (the first seed's) is the reference of every seed
         ns.float_epochs = 0
     project, config, data = pvh.load_split(ns)
+    config['training']['cost'] = args.ours_cost
+    config['quantizers']['activation_overflow'] = args.ours_train_overflow  # only the LUT cost reads it
     if args.ours_beta_scale != 1:  # a candidate: our beta ramp only (HGQ2's stays the recipe's)
         beta = config['training']['beta']
         beta['start'], beta['end'] = beta['start'] * args.ours_beta_scale, beta['end'] * args.ours_beta_scale
@@ -149,10 +161,10 @@ def designs_ours(point: dict[str, Any], variants: list[str], seed: int, data: An
     """Our checkpoint, calibrated once, through our RTL flow per variant (cached): test accuracy of the exact
     emulator, the RTL's logic (da4ml's C++ interpreter) compared with it on every test output, da4ml's cost."""
     import keras
-    from lut_breakdown import set_activation_overflow
 
     from hgq import ir
     from hgq.export.rtl import write_rtl
+    from hgq.layers.overflow import apply_activation_overflow
     from hgq.report import ebops_per_layer
     from hgq.workflow.report import CALIBRATION_SAMPLES, load_calibrated
 
@@ -162,13 +174,13 @@ def designs_ours(point: dict[str, Any], variants: list[str], seed: int, data: An
     if missing:
         model = load_calibrated(Path(point['file']), data.x_train[:CALIBRATION_SAMPLES])
         for v in missing:
-            set_activation_overflow(model, 'WRAP' if v == 'wrap' else 'SAT')
+            apply_activation_overflow(model, POLICY[v])
             graph = ir.from_model(model)
             y_emul = ir.predict(graph, data.x_test)
             rtl_dir = files[v].with_suffix('')
             prj = write_rtl(graph, rtl_dir, 'top', latency_cutoff=-1)
             y_rtl = np.asarray(prj.predict_comb(data.x_test, strict=False), np.float64)
-            d = {'side': 'ours' if v == 'sat' else f'ours_{v}', 'variant': v, 'seed': seed, **point,
+            d = {'side': side_name(v), 'variant': v, 'seed': seed, **point,
                  'common_ebops': float(sum(r['ebops'] for r in ebops_per_layer(graph))),
                  'test_accuracy': float(np.mean(y_emul.argmax(1) == data.y_test)),
                  'rtl_test_accuracy': float(np.mean(y_rtl.argmax(1) == data.y_test)),
@@ -214,17 +226,16 @@ def synthesize(design: dict[str, Any]) -> dict[str, Any]:
 def verilator_ours(ckpt: dict[str, Any], variant: str, data: Any, out: Path, check: int) -> dict[str, Any]:
     """`hgq synth`'s own check of the combinational design (Verilator vs the exact emulator)."""
     import keras
-    from lut_breakdown import set_activation_overflow
 
     from hgq import ir
     from hgq.export.rtl import write_rtl
+    from hgq.layers.overflow import apply_activation_overflow
     from hgq.workflow.report import CALIBRATION_SAMPLES, load_calibrated
     from hgq.workflow.synth import SynthSettings, _check_rtl
 
     x_cal = data.x_train[:CALIBRATION_SAMPLES]
     model = load_calibrated(Path(ckpt['file']), x_cal)
-    if variant == 'wrap':
-        set_activation_overflow(model, 'WRAP')
+    apply_activation_overflow(model, POLICY[variant])
     graph = ir.from_model(model)
     prj = write_rtl(graph, out / 'rtl', 'top', latency_cutoff=-1)
     settings = SynthSettings(out_dir=str(out), latency_cutoff=-1, check=check, name='top')
@@ -283,15 +294,16 @@ def breakdown(d: dict[str, Any], data: Any) -> dict[str, Any]:
                           'nonzero': r['nonzero_weights'], 'weight_bits': r['weight_bits']} for r in layers]
         return out
     import keras
-    from lut_breakdown import node_costs, set_activation_overflow
+    from lut_breakdown import node_costs
 
     from hgq import ir
     from hgq.export.rtl_trace import trace
+    from hgq.layers.overflow import apply_activation_overflow
     from hgq.report import ebops_per_layer
     from hgq.workflow.report import CALIBRATION_SAMPLES, load_calibrated
 
     model = load_calibrated(Path(d['point']['file']), data.x_train[:CALIBRATION_SAMPLES])
-    set_activation_overflow(model, 'WRAP' if d['variant'] == 'wrap' else 'SAT')
+    apply_activation_overflow(model, POLICY[d['variant']])
     graph = ir.from_model(model)
     out['by_layer_kind'] = [{'layer': k[0], 'kind': k[1], 'da4ml_cost': round(v, 1)}
                             for k, v in sorted(node_costs(graph).items())]
@@ -388,7 +400,7 @@ def plot(sides: dict[str, list[list[dict[str, Any]]]], float_acc: float, path: P
     fig = Figure(figsize=(13, 5.5), layout='constrained')
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2, sharey=True)
-    colors = {'ours': 'tab:blue', 'ours_wrap': 'tab:green', 'hgq2': 'tab:orange'}
+    colors = {'ours': 'tab:blue', 'ours_wrap': 'tab:green', 'ours_input_sat': 'tab:purple', 'hgq2': 'tab:orange'}
     styles = ('-', '--', ':', '-.')
     panels = (('da4ml_cost', "da4ml's LUT estimate (every designed checkpoint)"),
               ('LUT', 'Yosys synth_xilinx LUTs (combinational; the synthesized checkpoints)'))
@@ -432,7 +444,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument('--toy', type=int, default=0, help='N make_toy_jets samples instead of the jets data (smoke)')
     p.add_argument('--backend', default='jax')
     p.add_argument('--hgq2-python', default=str(PEER_PYTHON))
-    p.add_argument('--ours-variants', nargs='+', default=['sat', 'wrap'], choices=['sat', 'wrap'])
+    p.add_argument('--ours-variants', nargs='+', default=['sat', 'wrap'], choices=list(POLICY))
     p.add_argument('--thin', type=float, default=0.93,
                    help='design only Pareto checkpoints at most THIN x the EBOPs of the last kept (1: all)')
     p.add_argument('--min-val-accuracy', type=float, default=0.0,
@@ -442,6 +454,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help='a candidate: multiply our whole beta ramp by this (HGQ2 keeps the recipe)')
     p.add_argument('--ours-trainable-i', action='store_true',
                    help='a candidate: our activation quantizers learn their integer bits (HGQQuantizer trainable_i)')
+    p.add_argument('--ours-cost', choices=['ebops', 'luts'], default='ebops',
+                   help="what our beta multiplies (config training.cost; HGQ2's stays EBOPs)")
+    p.add_argument('--ours-train-overflow', choices=list(POLICY.values()), default='SAT',
+                   help='the overflow policy during training: only `--ours-cost luts` sees it (SAT costs LUTs)')
     p.add_argument('--hgq2-root', type=Path,
                    help="reuse HGQ2's trained seeds from this WORKDIR/TAG folder of an earlier run (same recipe)")
     p.add_argument('--top-margin', type=float,
@@ -487,6 +503,8 @@ def main(argv: list[str] | None = None) -> None:
         tag += f'_ours-beta-x{args.ours_beta_scale:g}'
     if args.ours_trainable_i:
         tag += '_ours-trainable-i'
+    if args.ours_cost != 'ebops':
+        tag += f'_cost-{args.ours_cost}-{args.ours_train_overflow}'
     root = args.workdir.resolve() / tag
     info = machine_info()
     say(f'{info["cpu_model"]}, {info["nproc"]} CPUs, load {os.getloadavg()[0]:.1f}; seeds {args.seeds}, '
@@ -495,7 +513,7 @@ def main(argv: list[str] | None = None) -> None:
     timings: dict[str, float] = {}
     cache = root / 'cache'
     cache.mkdir(parents=True, exist_ok=True)
-    sides: dict[str, list[list[dict[str, Any]]]] = {('ours' if v == 'sat' else f'ours_{v}'): []
+    sides: dict[str, list[list[dict[str, Any]]]] = {side_name(v): []
                                                      for v in args.ours_variants}
     sides['hgq2'] = []
     runs: dict[int, dict[str, Any]] = {}
@@ -507,7 +525,7 @@ def main(argv: list[str] | None = None) -> None:
                                          None if float_result is None else float_result['val_accuracy'])
         float_result = float_result or ours['float']
         for v in args.ours_variants:
-            sides['ours' if v == 'sat' else f'ours_{v}'].append([d for d in designs if d['variant'] == v])
+            sides[side_name(v)].append([d for d in designs if d['variant'] == v])
         sides['hgq2'].append(build_designs('hgq2', seed, hgq2['front'], cache,
                                            lambda p, out: design_hgq2(p, data, out), 'hgq2'))
         runs[seed] = {'ours': ours, 'hgq2': {k: v for k, v in hgq2.items() if k not in ('front', 'history')}}
@@ -614,12 +632,15 @@ def main(argv: list[str] | None = None) -> None:
 
     say(f'\nfloat baseline (seed {args.seeds[0]}, {float_result["epochs"]} epochs): test accuracy {float_acc:.4f}')
     say(levels_table(levels, 'ours (SAT)'))
-    if 'ours_wrap' in sides:
-        wrap_levels = [{**lv, 'ours_luts': lv['ours_wrap_luts'], 'ours_spread': lv['ours_wrap_spread'],
-                        'ours_seeds_reached': lv['ours_wrap_seeds_reached'], 'ratio': lv['ratio_ours_wrap'],
-                        'ratio_per_seed': lv['ratio_per_seed_ours_wrap']} for lv in levels]
-        say('\nours with WRAP activations (same checkpoints):')
-        say(levels_table(wrap_levels, 'ours (WRAP)'))
+    for v in args.ours_variants:
+        n = side_name(v)
+        if n == 'ours':
+            continue
+        v_levels = [{**lv, 'ours_luts': lv[f'{n}_luts'], 'ours_spread': lv[f'{n}_spread'],
+                     'ours_seeds_reached': lv[f'{n}_seeds_reached'], 'ratio': lv[f'ratio_{n}'],
+                     'ratio_per_seed': lv[f'ratio_per_seed_{n}']} for lv in levels]
+        say(f'\nours with {POLICY[v]} activations (same checkpoints):')
+        say(levels_table(v_levels, f'ours ({POLICY[v]})'))
     say(f'timings: {timings}')
 
     title = (f'{data.source}: {args.epochs} epochs, beta {args.beta_start:g} -> {args.beta_end:g} (log), seeds '

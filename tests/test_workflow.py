@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from hgq.cli import main
+from hgq.layers.overflow import activation_overflow_modes
 from hgq.workflow import ConfigError, find_project, train
-from hgq.workflow.config import resolve
+from hgq.workflow.config import QUANTIZERS, resolve
+from hgq.workflow.files import load_checkpoint
 from hgq.workflow.report import choose
 from hgq.workflow.train import read_run
 
@@ -38,7 +40,7 @@ def test_config_target_replaces_the_beta_schedule():
 
 
 @pytest.mark.parametrize('given, match', [
-    ({'trainig': {}}, r"unknown key 'trainig'; valid keys: data, model, synth, training"),
+    ({'trainig': {}}, r"unknown key 'trainig'; valid keys: data, model, quantizers, synth, training"),
     ({'training': {'epoch': 3}}, r"training: unknown key 'epoch'; valid keys: batch_size, beta, cost, epochs"),
     ({'model': {'hiden': 3}}, r"model: unknown key 'hiden'; valid keys: hidden"),
     ({'training': {'epochs': 0}}, r'training.epochs = 0: expected an integer >= 1'),
@@ -117,6 +119,10 @@ def test_train_writes_a_resumable_run(run_dir, capsys):
     for entry in index['checkpoints']:
         assert (run_dir / 'checkpoints' / entry['file']).is_file()
     assert json.loads((run_dir / 'last.json').read_text()) == {'epochs': 4}
+    # the default activation overflow policy (config quantizers.activation_overflow) is in every checkpoint
+    entry = index['checkpoints'][0]
+    modes = activation_overflow_modes(load_checkpoint(run_dir / 'checkpoints' / entry['file']))
+    assert modes and set(modes.values()) == {QUANTIZERS['activation_overflow']}
     history = (run_dir / 'history.csv').read_text().splitlines()
     assert len(history) == 5 and 'ebops' in history[0] and 'beta' in history[0]
     # a finished run is not retrained; a changed config is refused, not mixed in
@@ -238,7 +244,13 @@ def test_train_with_the_lut_cost_logs_both_costs(tmp_path):
     project = find_project(TOY)
     config = project.config()
     config['training'].update(cost='luts', epochs=2, float_epochs=0)
+    config['quantizers']['activation_overflow'] = 'input-SAT'
     train(project, config, tmp_path / 'run')
+    # the policy is in the saved checkpoints: what export sees (only the input-reading quantizer saturates)
+    entry = json.loads((tmp_path / 'run' / 'checkpoints' / 'pareto.json').read_text())['checkpoints'][0]
+    modes = activation_overflow_modes(load_checkpoint(tmp_path / 'run' / 'checkpoints' / entry['file']))
+    first = next(iter(modes))
+    assert modes[first] == 'SAT' and len(modes) > 1 and set(v for k, v in modes.items() if k != first) == {'WRAP'}
     header, *rows = (tmp_path / 'run' / 'history.csv').read_text().splitlines()
     columns = header.split(',')
     assert 'lut_estimate' in columns and 'ebops' in columns and len(rows) == 2

@@ -1,9 +1,9 @@
 """Training configurations: one YAML file per project, validated before any minute is spent.
 
-A config has four sections; `data` and `model` are the project's own keyword arguments (their valid
-keys and defaults come from the project module's `DATA` and `MODEL` dicts), `training` and `synth`
-are ours (`TRAINING`, `SYNTH` below). Every key a user writes is checked: a misspelt key is an error
-that names it and lists the valid ones, never a silently ignored setting.
+A config has five sections; `data` and `model` are the project's own keyword arguments (their valid
+keys and defaults come from the project module's `DATA` and `MODEL` dicts), `quantizers`, `training` and
+`synth` are ours (`QUANTIZERS`, `TRAINING`, `SYNTH` below). Every key a user writes is checked: a misspelt
+key is an error that names it and lists the valid ones, never a silently ignored setting.
 """
 
 from __future__ import annotations
@@ -17,7 +17,12 @@ import yaml
 
 from .files import BadFileError, load_config
 
-SECTIONS = ('data', 'model', 'training', 'synth')
+SECTIONS = ('data', 'model', 'quantizers', 'training', 'synth')
+
+# how the project's quantizers behave in hardware (hgq.layers.overflow): where activations saturate; WRAP is
+# free in logic, SAT clamps an out-of-range value (LUTs), input-SAT clamps only the quantizers reading the input
+QUANTIZERS: dict[str, Any] = {'activation_overflow': 'WRAP'}
+OVERFLOW_POLICIES = ('SAT', 'WRAP', 'input-SAT')  # = hgq.layers.overflow.POLICIES (no Keras to check a config)
 
 TRAINING: dict[str, Any] = {
     'epochs': 100,
@@ -139,6 +144,16 @@ def _check_target(target: Any, beta_given: bool, where: str) -> None:
                           'not both')
 
 
+def _check_quantizers(q: dict[str, Any], where: str) -> None:
+    policy = q['activation_overflow']
+    match = [p for p in OVERFLOW_POLICIES if str(policy).lower() == p.lower()]
+    if not match:
+        raise ConfigError(f'{where}.activation_overflow = {policy!r}: valid values: {", ".join(OVERFLOW_POLICIES)} '
+                          '(SAT: every activation clamps; WRAP: every one wraps, no logic; input-SAT: the quantizers '
+                          'reading the model input clamp, hidden ones wrap)')
+    q['activation_overflow'] = match[0]
+
+
 def _check_synth(s: dict[str, Any], where: str) -> None:
     _positive_float(s['clock_ns'], f'{where}.clock_ns')
     _positive_int(s['check'], f'{where}.check', minimum=0)
@@ -158,9 +173,11 @@ def resolve(given: Mapping[str, Any] | None, data_defaults: Mapping[str, Any], m
     config = {
         'data': _merge(data_defaults, given.get('data'), f'{where}: data'),
         'model': _merge(model_defaults, given.get('model'), f'{where}: model'),
+        'quantizers': _merge(QUANTIZERS, given.get('quantizers'), f'{where}: quantizers'),
         'training': _merge(TRAINING, given.get('training'), f'{where}: training'),
         'synth': _merge(SYNTH, given.get('synth'), f'{where}: synth'),
     }
+    _check_quantizers(config['quantizers'], f'{where}: quantizers')
     _check_training(config['training'], f'{where}: training')
     given_training = given.get('training') or {}
     _check_target(config['training']['target'], 'beta' in given_training, f'{where}: training')

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..training.files import write_json_atomic, write_text_atomic
-from .config import ConfigError, dump_yaml
+from .config import QUANTIZERS, ConfigError, dump_yaml
 from .files import load_checkpoint
 from .project import Project
 
@@ -209,7 +209,9 @@ def _start_or_resume(project: Project, config: dict[str, Any], run_dir: Path, re
             shutil.rmtree(run_dir / CHECKPOINTS)
     elif run_file.is_file():
         previous = read_run(run_dir)
-        if (previous['config'] != config or previous['project_dir'] != str(project.directory)
+        # a run from before the quantizers section: every activation saturated (the quantizers' own default)
+        before = {'quantizers': {'activation_overflow': 'SAT'}, **previous['config']}
+        if (before != config or previous['project_dir'] != str(project.directory)
                 or previous.get('init') != init):
             raise ConfigError(f'{run_dir} holds a run of {previous["project"]} with another config, project or '
                               '--init; pass --restart to overwrite it, or choose another --out')
@@ -239,6 +241,7 @@ def train(project: Project, config: dict[str, Any], run_dir: str | os.PathLike, 
     once it is saved)."""
     import keras
 
+    from hgq.layers.overflow import apply_activation_overflow
     from hgq.quantizers.schemes.mulaw import TieMu, mu_groups
     from hgq.training import (
         EBOPsLogger,
@@ -260,6 +263,11 @@ def train(project: Project, config: dict[str, Any], run_dir: str | os.PathLike, 
     data.check(tuple(model.inputs[0].shape[1:]))
     if init is not None:
         _check_init(model, data, init)
+    # where activations saturate in hardware (config quantizers.activation_overflow); before the cost, since the
+    # LUT cost counts saturation logic. An --init model keeps its own modes (an imported QKeras model's SAT is
+    # part of what it computes)
+    if init is None:
+        apply_activation_overflow(model, config.get('quantizers', QUANTIZERS)['activation_overflow'])
     use_cost(model, training.get('cost', 'ebops'))  # before fit: the train step is traced with its cost
     train_float(project, config, data, run_dir)
     epochs = training['epochs']
