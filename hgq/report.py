@@ -393,7 +393,7 @@ def asq_adapters(graph: Graph, costs: dict[str, dict[str, float]] | None = None)
             continue
         x, beta = node.inputs[:2]
         adapter = sorted(_ancestors(graph, beta) - _ancestors(graph, x), key=list(by_name).index)
-        muls = [n.name for n in graph.nodes if n.op == 'mul' and node.name in n.inputs]
+        muls = [n.name for n in graph.nodes if n.op == 'mul' and beta in n.inputs]  # on inputs or outputs
         adapter_cost = sum(costs[n]['cost'] for n in adapter)
         arithmetic = costs[node.name]['cost'] + sum(costs[n]['cost'] for n in muls)
         layers = list(dict.fromkeys(by_name[n].source or n for n in adapter))
