@@ -87,3 +87,18 @@ def test_synth_report_shows_the_adapter(tiny, tmp_path: Path) -> None:
                                                     'd1_input_quantizer_beta']]
     text = paths['md'].read_text(encoding='utf-8')
     assert '## ASQ adapters' in text and f'| {round(rows[0]["share"] * report["synthesis"]["LUT"])} |' in text
+
+
+def test_output_scaling_rewrite_gives_the_same_numbers(tiny) -> None:
+    from hgq.ir.rewrite import factor_sample_scale
+
+    model, x = tiny
+    graph = ir.from_model(model)
+    rewritten = factor_sample_scale(graph)
+    ops = [n.op for n in rewritten.nodes]
+    assert ops[-3:] == ['dense', 'mul', 'affine'] and ops.count('mul') == 1  # beta now scales d1's outputs
+    assert rewritten.node('d1_unscaled').inputs == [next(n.name for n in graph.nodes if n.op == 'scaled_encode')]
+    for scale in (1.0, 4.0):  # in range and beyond
+        assert int(np.sum(ir.predict(rewritten, scale * x) != ir.predict(graph, scale * x))) == 0
+        assert int(np.sum(ir.predict(rewritten, scale * x) != model.predict(scale * x, verbose=0))) == 0
+    assert factor_sample_scale(rewritten) is rewritten  # nothing left to rewrite
