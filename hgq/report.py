@@ -32,8 +32,8 @@ import numpy as np
 from .ir.analysis import TensorInfo, analyze
 from .ir.graph import Graph, Node
 
-__all__ = ['DEFINITIONS', 'da4ml_stages', 'ebops_per_layer', 'markdown', 'node_ebops', 'plot_resources',
-           'write_report']
+__all__ = ['DEFINITIONS', 'asq_adapters', 'asq_table', 'da4ml_node_costs', 'da4ml_stages', 'ebops_per_layer',
+           'markdown', 'node_ebops', 'plot_resources', 'write_report']
 
 DEFINITIONS = {
     'EBOPs': 'per layer, from the IR: sum over every multiplication of bits(input) x bits(weight) (a weight '
@@ -234,6 +234,12 @@ def markdown(report: dict[str, Any]) -> str:
         + (f' Model check: `hgq.training.exact_ebops` = {report["ebops"]["model_exact"]:,.0f}.'
            if report['ebops'].get('model_exact') is not None else ''),
         '',
+        *(['## ASQ adapters (per-sample step)', '',
+           asq_table(report['asq_adapters'], report['synthesis'].get('LUT')), '',
+           "Shares of da4ml's LUT estimate (each da4ml operation charged to the first IR node that needs it); "
+           'the Yosys column scales the share to the whole design. Latency: the delay at which beta is ready, '
+           "against the outputs' (da4ml delay units, combinational trace).", '']
+          if report.get('asq_adapters') else []),
         '## Per pipeline stage (da4ml)',
         '',
         stages_table(report['da4ml']['stages']),
@@ -321,3 +327,90 @@ def write_report(out_dir: str | os.PathLike, report: dict[str, Any]) -> dict[str
     paths['md'].write_text(markdown(data))
     plot_resources(data, paths['png'])
     return paths
+
+
+# ------------------------------------------------------------------------------------------- ASQ adapters
+def da4ml_node_costs(graph: Graph) -> dict[str, dict[str, float]]:
+    """da4ml's LUT estimate and delay per IR node: the tracer run node by node (as `hgq.export.rtl_trace.trace`),
+    each da4ml variable charged to the first node (in graph order) whose outputs depend on it, so a node's cost is
+    the logic it adds; `delay` is the largest da4ml delay at the node's outputs (combinational trace)."""
+    from da4ml.trace import FixedVariableArrayInput, HWConfig
+
+    from .export import rtl_trace as rt
+
+    ports = rt.port_formats(graph, None)
+    inp = FixedVariableArrayInput((sum(int(np.prod(p.shape)) for p in ports),), hwconf=HWConfig(1, -1, -1))
+    env: dict[str, Any] = {}
+    offset = 0
+    for port in ports:
+        n = int(np.prod(port.shape))
+        env[port.name] = inp[offset: offset + n].reshape(port.shape).quantize(port.fmt.k, port.fmt.i, port.fmt.f)
+        offset += n
+    seen: set[Any] = set()
+    costs: dict[str, dict[str, float]] = {}
+    for node in graph.nodes:
+        if node.op != 'input':
+            env[node.name] = rt._normalize_constants(rt.OPS[node.op](node, [env[n] for n in node.inputs]))
+        outputs = [v for v in rt._raw(env[node.name]).ravel() if hasattr(v, 'opr')]
+        cost = 0.0
+        stack = list(outputs)
+        while stack:
+            v = stack.pop()
+            if not hasattr(v, 'opr') or v.id in seen:
+                continue
+            seen.add(v.id)
+            stack.extend(v._from)
+            if v.opr != 'const' and v.cost:
+                cost += float(v.cost)
+        costs[node.name] = {'cost': cost, 'delay': max((float(v.latency) for v in outputs), default=0.0)}
+    return costs
+
+
+def _ancestors(graph: Graph, name: str) -> set[str]:
+    by_name = {n.name: n for n in graph.nodes}
+    found: set[str] = set()
+    stack = [name]
+    while stack:
+        n = stack.pop()
+        if n in found or n not in by_name:
+            continue
+        found.add(n)
+        stack.extend(by_name[n].inputs)
+    return found
+
+
+def asq_adapters(graph: Graph, costs: dict[str, dict[str, float]] | None = None) -> list[dict[str, Any]]:
+    """Per ASQ quantizer (each `scaled_encode` node): its adapter's IR nodes (the β path: ancestors of β that the
+    quantized tensor x does not reach), their da4ml LUT estimate and layers, the cost of the per-sample arithmetic
+    (`scaled_encode` and the `mul` by β), and when β is ready against the whole design's delay (da4ml units)."""
+    costs = da4ml_node_costs(graph) if costs is None else costs
+    total = sum(c['cost'] for c in costs.values()) or 1.0
+    out_delay = max((costs[o]['delay'] for o in graph.outputs if o in costs), default=0.0) or 1.0
+    by_name = {n.name: n for n in graph.nodes}
+    rows = []
+    for node in graph.nodes:
+        if node.op != 'scaled_encode':
+            continue
+        x, beta = node.inputs[:2]
+        adapter = sorted(_ancestors(graph, beta) - _ancestors(graph, x), key=list(by_name).index)
+        muls = [n.name for n in graph.nodes if n.op == 'mul' and beta in n.inputs]  # on inputs or outputs
+        adapter_cost = sum(costs[n]['cost'] for n in adapter)
+        arithmetic = costs[node.name]['cost'] + sum(costs[n]['cost'] for n in muls)
+        layers = list(dict.fromkeys(by_name[n].source or n for n in adapter))
+        rows.append({'quantizer': by_name[beta].source.removesuffix('_beta') if by_name[beta].source else beta,
+                     'consumer': node.source, 'adapter_layers': layers,
+                     'adapter_cost': round(adapter_cost, 1), 'arithmetic_cost': round(arithmetic, 1),
+                     'share': round((adapter_cost + arithmetic) / total, 4),
+                     'beta_delay': costs[beta]['delay'], 'output_delay': out_delay,
+                     'beta_delay_share': round(costs[beta]['delay'] / out_delay, 4)})
+    return rows
+
+
+def asq_table(rows: list[dict[str, Any]], luts: int | None = None) -> str:
+    """The ASQ adapters' share of the design (da4ml's estimate; with `luts`, scaled to Yosys' total)."""
+    body = [[r['quantizer'], r['consumer'], ', '.join(r['adapter_layers']), r['adapter_cost'], r['arithmetic_cost'],
+             f'{100 * r["share"]:.1f}%', None if luts is None else round(r['share'] * luts),
+             f'{r["beta_delay"]:g} / {r["output_delay"]:g} ({100 * r["beta_delay_share"]:.0f}%)'] for r in rows]
+    return markdown_table(['ASQ quantizer', 'consumer', 'adapter layers', 'adapter (da4ml LUT est.)',
+                           'scaled_encode + mul', 'share of design', 'share of Yosys LUTs',
+                           'beta ready at delay / output delay'], body)

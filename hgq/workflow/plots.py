@@ -116,3 +116,20 @@ def plot_history(history: dict[str, list[float]], path: str | os.PathLike, title
         ax2.legend(loc='center right', fontsize=8)
     ax.set_title(title, fontsize=10)
     return _save(fig, path)
+
+
+def plot_beta_histograms(betas: list[dict[str, Any]], path: str | os.PathLike, title: str) -> Path:
+    """Per ASQ quantizer, the histogram of its per-sample β over the test set (min/median/max in the title)."""
+    fig = _figure((3.4 * max(len(betas), 1), 3.4))
+    axes = fig.subplots(1, max(len(betas), 1), squeeze=False)[0]
+    for ax, entry in zip(axes, betas):
+        values = np.asarray(entry['values'], dtype=np.float64)
+        distinct = np.unique(values)
+        bins = distinct.size + 1 if distinct.size <= 64 else 64  # β is fixed point: few distinct values
+        ax.hist(values, bins=bins, color='tab:green', alpha=0.8)
+        ax.set_xlabel('β (per sample)')
+        ax.set_title(f'{entry["quantizer"]}\nmin {entry["min"]:g}, median {entry["median"]:g}, max {entry["max"]:g}',
+                     fontsize=8)
+    axes[0].set_ylabel('samples')
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)

@@ -8,7 +8,8 @@ checkpoints (the chosen one and others spread along the front) go through `hgq s
 FFs and latency, and the front is also plotted against LUTs.
 
 Writes RUN_DIR/report/: report.md, report.json, chosen-epoch-N-calibrated.keras (ready to export),
-pareto.png, bitwidths.png, weight_bits.png, history.png,
+pareto.png, bitwidths.png, weight_bits.png, history.png, beta.png (models with ASQ quantizers: β per sample
+over the test set),
 and synth/epoch-N/ for synthesized checkpoints.
 """
 
@@ -121,6 +122,48 @@ def weighted_layers(graph: Any) -> list[dict[str, Any]]:
     return layers
 
 
+def beta_distributions(model: Any, x: np.ndarray, batch_size: int = 4096) -> list[dict[str, Any]]:
+    """Per ASQ quantizer of `model` (docs/quantizers.md "## ASQ"): its per-sample β over `x` (values, and their
+    min, median, max, distinct count). β is recorded while the model runs eagerly in inference mode, so it is the
+    β the quantizer used, whatever layer holds it."""
+    import keras
+
+    from hgq.layers.asq import ASQQuantizer
+
+    found = [q for q in model._flatten_layers(include_self=False, recursive=True) if isinstance(q, ASQQuantizer)]
+    if not found:
+        return []
+    record: dict[int, list[np.ndarray]] = {id(q): [] for q in found}
+    original = ASQQuantizer.beta
+
+    def recording(self: Any, inputs: Any, training: bool | None = None) -> Any:
+        out = original(self, inputs, training=training)
+        if id(self) in record:
+            record[id(self)].append(np.asarray(keras.ops.convert_to_numpy(out)).reshape(-1))
+        return out
+
+    ASQQuantizer.beta = recording
+    try:
+        for start in range(0, len(x), batch_size):
+            model(x[start: start + batch_size], training=False)
+    finally:
+        ASQQuantizer.beta = original
+    rows = []
+    for q in found:
+        values = np.concatenate(record[id(q)]) if record[id(q)] else np.zeros(0)
+        rows.append({'quantizer': q.name, 'samples': int(values.size), 'values': values,
+                     'min': float(values.min(initial=np.inf)), 'median': float(np.median(values)) if values.size
+                     else float('nan'), 'max': float(values.max(initial=-np.inf)),
+                     'distinct': int(np.unique(values).size)})
+    return rows
+
+
+def beta_table(rows: list[dict[str, Any]]) -> str:
+    return markdown_table(['ASQ quantizer', 'test samples', 'min β', 'median β', 'max β', 'distinct β'],
+                          [[r['quantizer'], r['samples'], r['min'], r['median'], r['max'], r['distinct']]
+                           for r in rows])
+
+
 def _spread(rows: list[dict[str, Any]], chosen: dict[str, Any], k: int) -> list[dict[str, Any]]:
     """`k` rows: the chosen one and the rest evenly spaced along the front (by rank in EBOPs)."""
     if k <= 0:
@@ -207,6 +250,8 @@ def markdown(report: dict[str, Any]) -> str:
         '',
         '![per-weight bit-widths](weight_bits.png)',
         '',
+        *([f'## ASQ: β over the test set ({len(report["asq_beta"])} quantizers)', '',
+           beta_table(report['asq_beta']), '', '![beta histograms](beta.png)', ''] if report.get('asq_beta') else []),
         '## Training history',
         '',
         '![history](history.png)',
@@ -255,6 +300,9 @@ def write_run_report(run_dir: str | Path, epoch: int | None = None, tolerance: f
     plots.plot_front(rows, float_result, chosen['epoch'], out / 'pareto.png', f'{run["project"]}: Pareto front')
     plots.plot_bit_histograms(layers, out / 'bitwidths.png', title)
     plots.plot_weight_map(layers, out / 'weight_bits.png', title)
+    betas = beta_distributions(model, data.x_test)
+    if betas:
+        plots.plot_beta_histograms(betas, out / 'beta.png', f'{title}: ASQ β over the test set')
     history = read_history(run_dir)
     if history:
         plots.plot_history(history, out / 'history.png', f'{run["project"]}: training')
@@ -264,6 +312,7 @@ def write_run_report(run_dir: str | Path, epoch: int | None = None, tolerance: f
         'calibration_samples': min(CALIBRATION_SAMPLES, len(data.x_train)), 'front': rows,
         'chosen': {'epoch': chosen['epoch'], 'rule': rule, 'calibrated_file': str(calibrated)},
         'chosen_layers': ebops_per_layer(graph),
+        'asq_beta': [{k: v for k, v in b.items() if k != 'values'} for b in betas],
         'seconds': round(time.perf_counter() - start, 1),
     }
     write_json_atomic(out / 'report.json', jsonable(report))
@@ -271,4 +320,4 @@ def write_run_report(run_dir: str | Path, epoch: int | None = None, tolerance: f
     return report
 
 
-__all__ = ['choose', 'evaluate_front', 'front_table', 'pareto_table', 'write_run_report']
+__all__ = ['beta_distributions', 'choose', 'evaluate_front', 'front_table', 'pareto_table', 'write_run_report']

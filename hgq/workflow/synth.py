@@ -256,6 +256,7 @@ def synthesize_model(model: Any, settings: SynthSettings, calibration: np.ndarra
             'da4ml': {'cost_luts': float(prj.comb.cost), 'reg_bits': synthesis.get('da4ml_reg_bits', 0),
                       'stages': rep.da4ml_stages(prj)},
             'layers': layers,
+            'asq_adapters': rep.asq_adapters(graph) if any(n.op == 'scaled_encode' for n in graph.nodes) else [],
             'ebops': {'ir_total': round(sum(r['ebops'] for r in layers), 3), 'model_exact': model_ebops},
             'timings_s': timings,
             'tools': {'yosys': synthesis.get('yosys_version', ''), 'verilator': tools.verilator_version()},
