@@ -58,7 +58,7 @@ def _synth(args: argparse.Namespace) -> int:
                              str(args.checkpoint), args.calibration, args.counts_only, input_format)
     report, _ = synthesize_model(model, settings, calibration)
     check = report['check']
-    return 0 if check is None or check['mismatches'] == 0 else 1
+    return 0 if check is None or not check['mismatches'] else 1  # None: not simulated (the report says why)
 
 
 def cmd_import_qkeras(args: argparse.Namespace) -> int:

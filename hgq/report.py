@@ -173,7 +173,9 @@ def summary_table(report: dict[str, Any]) -> str:
         ['da4ml LUT estimate', d4.get('cost_luts'), "da4ml's own cost model of the same logic"],
         ['EBOPs', report['ebops']['ir_total'], 'sum over layers, from the IR (see per-layer table)'],
     ]
-    if check:
+    if check and check.get('skipped'):
+        rows.append(['mismatches', 'not checked', check['skipped']])
+    elif check:
         rows.append(['mismatches', f'{check["mismatches"]} / {check["outputs"]:,}',
                      f'{check["simulator"]} vs exact emulator, {check["inputs"]:,} inputs'])
     return markdown_table(['metric', 'value', 'what it is'], rows)
@@ -216,7 +218,9 @@ def markdown(report: dict[str, Any]) -> str:
         summary_table(report),
         '',
     ]
-    if check:
+    if check and check.get('skipped'):
+        parts += [f'Check: **not simulated**. {check["skipped"]}', '']
+    elif check:
         parts += [f'Check: {check["simulator"]} vs the exact emulator (`hgq.ir.predict`) on {check["inputs"]:,} '
                   f'inputs ({check["random"]:,} random over twice each input quantizer\'s range, '
                   f'{check["calibration"]:,} calibration), both fed the inputs as the RTL port carries them '

@@ -62,3 +62,21 @@ def test_asq_refuses_weight_slots_and_bad_bits() -> None:
         L.QDense(3, kernel_quantizer={'scheme': 'asq'})
     with pytest.raises(ValueError, match=r'bits=9 must be an integer in \[1, 8\]'):
         L.QDense(3, input_quantizer={'scheme': 'asq', 'bits': 9})
+
+
+def test_rtl_refuses_chained_asq_slots_beyond_da4ml_width(tmp_path: Path) -> None:
+    """Three ASQ slots in a row make da4ml intermediates of ~75 bits, where its Verilog differed from the emulator
+    (180 of 20,000 outputs): the RTL backend must refuse, naming the cause, instead of a silent wrong design."""
+    pytest.importorskip('da4ml')
+    from hgq.export.rtl import write_rtl
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16,))
+    h = L.QDense(16, activation='relu')(inp)
+    for _ in range(2):
+        h = L.QDense(16, activation='relu', input_quantizer={'scheme': 'asq', 'bits': 3})(h)
+    out = L.QDense(5, input_quantizer={'scheme': 'asq', 'bits': 3})(h)
+    x = np.random.default_rng(0).normal(size=(4000, 16)).astype('float32')
+    model = _trained(keras.Model(inp, out), x)
+    with pytest.raises(NotImplementedError, match=r'intermediate of \d+ bits, beyond the 64 bits'):
+        write_rtl(ir.from_model(model), tmp_path / 'rtl')

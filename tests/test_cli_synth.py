@@ -180,3 +180,26 @@ def test_synth_input_format_sets_the_port_and_stays_exact(checkpoint, tmp_path, 
 def test_synth_bad_input_format_is_named(checkpoint, tmp_path, bad, capsys):
     with pytest.raises(SystemExit, match='--input-format'):
         main(['synth', str(checkpoint[0]), str(tmp_path), '--input-format', bad])
+
+
+def test_synth_wide_input_port_is_not_checked_and_says_why(tmp_path, capsys):
+    """A RND_CONV input quantizer keeps 24 sticky fraction bits in the default port, beyond the 32-bit words of
+    da4ml's harness and interpreter: hgq synth must say the design is not checked (not report false mismatches)."""
+    _require_tools()
+    from hgq.layers import QDense
+
+    rng = np.random.default_rng(0)
+    model = keras.Sequential([keras.Input((4,)), QDense(3, input_quantizer={'round_mode': 'RND_CONV', 'f_init': 6},
+                                                        name='wide')])
+    x = rng.normal(size=(128, 4)).astype(np.float32)
+    calibrate(model, x)
+    model.save(tmp_path / 'wide.keras')
+    rc = main(['synth', str(tmp_path / 'wide.keras'), str(tmp_path / 'out'), '--check', '200',
+               '--latency-cutoff', '0', '--jobs', '1'])
+    stdout = capsys.readouterr().out
+    assert rc == 0, stdout
+    assert 'Not checked: give the port the word the upstream delivers with --input-format' in stdout
+    report = json.loads((tmp_path / 'out' / 'report.json').read_text())
+    assert report['check']['mismatches'] is None and report['check']['simulator'] is None
+    assert 'not simulated' in (tmp_path / 'out' / 'report.md').read_text()
+    assert report['synthesis']['LUT'] > 0

@@ -192,8 +192,8 @@ def synthesize_rows(rows: list[dict[str, Any]], calibrated: dict[int, Any], synt
         report, paths = synthesize_model(model, settings)
         s, lat, check = report['synthesis'], report['latency'], report['check']
         row.update({'LUT': s['LUT'], 'FF': s['FF'], 'CARRY4': s['CARRY4'], 'latency_cycles': lat['cycles'],
-                    'latency_ns': lat['latency_ns'], 'mismatches': None if check is None else check['mismatches'],
-                    'checked_outputs': None if check is None else check['outputs'], 'synth_report': str(paths['md'])})
+                    'latency_ns': lat['latency_ns'], 'mismatches': (check or {}).get('mismatches'),
+                    'checked_outputs': (check or {}).get('outputs'), 'synth_report': str(paths['md'])})
 
 
 def front_table(rows: list[dict[str, Any]], chosen: dict[str, Any]) -> str:
