@@ -1,0 +1,335 @@
+"""Every quantization scheme on one task and one recipe: test accuracy against Yosys LUTs, QAT and 64-sample PTQ.
+
+One point = (task, scheme, bits, seed, mode) with mode 'ptq' (the seed's float model quantized by
+`hgq.workflow.ptq.quantize_model` from 64 training samples) or 'qat' (the same model, then fine-tuned
+--epochs epochs with Adam + cosine decay and the scheme in every slot). HGQ (learned per-element widths) runs
+as 'qat' at each beta of --betas instead of at bits. Every scheme gets the same float model, data split,
+optimizer, epochs and first/last-layer treatment: every slot (input of the first layer and kernel of the last
+included) carries the scheme; biases too.
+
+Per point: test accuracy of the exact emulator (`hgq.ir.predict`), exact EBOPs, the RTL written with
+`write_rtl(latency_cutoff=5, clock_period=5)` (pipelined at 5 ns: cycles), da4ml's cost, Yosys LUTs and FFs
+(`RTLProject.synthesize()`, `synth_xilinx`), training seconds, and (--verilator) the Verilator-vs-emulator
+mismatch count of `hgq synth`'s check (`hgq.workflow.synth._check_rtl`, random inputs over twice the range
+plus the calibration inputs).
+
+Resumable: each point is one content-keyed JSON file under --cache (atomic writes,
+`hgq.training.files.write_json_atomic`); a point already there is not recomputed, so the sweep can run in
+parts (one scheme, one seed, one mode) and be interrupted at any time. `--report` only reads the cache and
+writes bench/results/quantizers.json, the table and the plot.
+
+    KERAS_BACKEND=jax nice -n 10 python bench/quantizers.py --seeds 0 1 2 --schemes lsq --bits 2 3 4 8
+    python bench/quantizers.py --schemes hgq --seeds 0                       # beta sweep
+    python bench/quantizers.py --report                                      # table + JSON + plot
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault('KERAS_BACKEND', 'jax')
+
+import numpy as np  # noqa: E402
+from common import REPO, format_table, machine_info, write_json  # noqa: E402
+
+# This file's name is also the `quantizers` package that da4ml imports: drop bench/ from the path once
+# `common` is imported, so that `import quantizers` finds the package, not this script.
+sys.path[:] = [p for p in sys.path if Path(p or '.').resolve() != Path(__file__).resolve().parent]
+
+Spec = dict[str, Any] | None
+#: scheme -> (bits -> (weight spec, activation spec)). PWLQ's index has b + 1 bits and AuGQ(K=2)'s b + 1: both
+#: run at bits - 1 so every scheme at "b bits" stores a b-bit index (docs/quantizers.md, PWLQ and AuGQ).
+SCHEMES: dict[str, Callable[[int], tuple[Spec, Spec]]] = {
+    'lsq': lambda b: ({'scheme': 'lsq', 'bits': b}, {'scheme': 'lsq', 'bits': b}),
+    **{f'mulaw_{share}_{"learn" if learn else "fixed"}': (
+        lambda b, share=share, learn=learn: (
+            {'scheme': 'mulaw', 'bits': b, 'share': share, 'learnable_mu': learn},
+            {'scheme': 'mulaw', 'bits': b, 'share': share, 'learnable_mu': learn}))
+       for share in ('layer', 'kind', 'model') for learn in (True, False)},
+    'post_lsq': lambda b: ({'scheme': 'post', 'bits': b}, {'scheme': 'lsq', 'bits': b}),
+    'post_asq': lambda b: ({'scheme': 'post', 'bits': b}, {'scheme': 'asq', 'bits': b}),
+    'lsq_asq': lambda b: ({'scheme': 'lsq', 'bits': b}, {'scheme': 'asq', 'bits': b}),
+    'augq': lambda b: ({'scheme': 'augq', 'bits': b - 1, 'intervals': 2},
+                       {'scheme': 'augq', 'bits': b - 1, 'intervals': 2}),
+    'pwlq': lambda b: ({'scheme': 'pwlq', 'bits': b - 1}, {'scheme': 'pwlq', 'bits': b - 1}),
+}
+ALL_SCHEMES = ['hgq', *SCHEMES]
+FLOAT_EPOCHS = 30
+CALIBRATION = 64
+#: samples calibrating a QAT model's activation ranges before export (HGQ needs its ranges; the same for all)
+QAT_CALIBRATION = 20_000
+
+
+def load_jets() -> Any:
+    """The jets project's data (60/20/20 split, seed 0, standardized) and its 16-64-32-32-5 float model builder."""
+    spec = importlib.util.spec_from_file_location('jets_project', REPO / 'projects/jets/project.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.load_data(REPO / 'projects/jets', **module.DATA), module
+
+
+def float_model(task: Any, seed: int, cache: Path) -> Any:
+    """The seed's float model, trained once and kept in the cache (every scheme starts from it)."""
+    import keras
+
+    data, module = task
+    path = cache / f'float_jets_s{seed}_e{FLOAT_EPOCHS}.keras'
+    if path.is_file():
+        return keras.models.load_model(path)
+    keras.utils.set_random_seed(seed)
+    model = module.build_model(False, **module.MODEL)
+    steps = int(np.ceil(len(data.x_train) / 1024))
+    opt = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(3e-3, FLOAT_EPOCHS * steps))
+    model.compile(opt, keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=['accuracy'])
+    model.fit(data.x_train, data.y_train, epochs=FLOAT_EPOCHS, batch_size=1024, verbose=0)
+    from hgq.training.files import save_model_atomic
+
+    save_model_atomic(model, path)
+    return model
+
+
+def point_key(point: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(point, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def specs(point: dict[str, Any]) -> tuple[Spec, Spec]:
+    if point['scheme'] == 'hgq':
+        return None, None
+    return SCHEMES[point['scheme']](point['bits'])
+
+
+def qat(model: Any, point: dict[str, Any], data: Any) -> float:
+    """Fine-tune `model` in place with the shared recipe; returns the seconds it took."""
+    import keras
+
+    from hgq.quantizers.schemes.mulaw import TieMu, mu_groups
+    from hgq.training import BetaScheduler, Constant, ResetRanges
+
+    keras.utils.set_random_seed(point['seed'])
+    epochs = point['epochs']
+    steps = int(np.ceil(len(data.x_train) / 1024))
+    opt = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, epochs * steps))
+    model.compile(opt, keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=['accuracy'])
+    callbacks: list[Any] = [ResetRanges()]
+    if point['scheme'] == 'hgq':
+        callbacks.append(BetaScheduler(Constant(point['beta'])))
+    if any(len(g) > 1 for g in mu_groups(model).values()):
+        callbacks.append(TieMu())
+    t0 = time.perf_counter()
+    model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=1024, verbose=0, callbacks=callbacks)
+    return time.perf_counter() - t0
+
+
+def run_point(point: dict[str, Any], task: Any, cache: Path, synth: bool, verilator: int) -> dict[str, Any]:
+    """Train (or only calibrate), export, synthesize and check one point; the row that goes into its JSON."""
+    import keras
+
+    from hgq import ir
+    from hgq.export.rtl import write_rtl
+    from hgq.training import calibrate, exact_ebops
+    from hgq.workflow.ptq import quantize_model
+
+    data, _ = task
+    t0 = time.perf_counter()
+    fmodel = float_model(task, point['seed'], cache)
+    weights, activations = specs(point)
+    model = quantize_model(fmodel, weights=weights, activations=activations,
+                           calibration=data.x_train[:CALIBRATION])
+    row: dict[str, Any] = {**point, 'weights': weights, 'activations': activations}
+    row['train_s'] = 0.0
+    if point['mode'] == 'qat':
+        row['train_s'] = round(qat(model, point, data), 1)
+        calibrate(model, data.x_train[:QAT_CALIBRATION])
+    row['ebops'] = float(exact_ebops(model))
+    graph = ir.from_model(model)
+    pred = ir.predict(graph, data.x_test.astype(np.float64))
+    row['test_accuracy'] = float(np.mean(np.argmax(pred, axis=1) == data.y_test))
+    work = cache / 'rtl' / point_key(point)
+    prj = write_rtl(graph, work / 'rtl', 'top', latency_cutoff=5, clock_period=5)
+    row['da4ml_cost'] = float(prj.comb.cost)
+    row['latency_cycles'] = int(prj.latency.cycles)
+    if synth:
+        rep = prj.synthesize()
+        row.update({'LUT': rep['LUT'], 'FF': rep['FF'], 'yosys_s': rep['yosys_seconds']})
+    if verilator:
+        from hgq.workflow.synth import SynthSettings, _check_rtl
+
+        settings = SynthSettings(out_dir=str(work), latency_cutoff=5, clock_ns=5, check=verilator, name='top')
+        res = _check_rtl(settings, graph, prj, data.x_train[:CALIBRATION], {}, nproc=1)
+        row.update({'simulator': res['simulator'], 'mismatches': res['mismatches'], 'sim_outputs': res['outputs']})
+    row['wall_s'] = round(time.perf_counter() - t0, 1)
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
+    keras.backend.clear_session()
+    return row
+
+
+def points(args: argparse.Namespace) -> list[dict[str, Any]]:
+    out = []
+    for seed in args.seeds:
+        for scheme in args.schemes:
+            for mode in args.modes:
+                if scheme == 'hgq':
+                    if mode == 'ptq':
+                        out.append({'task': 'jets', 'scheme': 'hgq', 'bits': None, 'beta': None, 'seed': seed,
+                                    'mode': 'ptq', 'epochs': 0, 'float_epochs': FLOAT_EPOCHS})
+                        continue
+                    for beta in args.betas:
+                        out.append({'task': 'jets', 'scheme': 'hgq', 'bits': None, 'beta': beta, 'seed': seed,
+                                    'mode': mode, 'epochs': args.epochs, 'float_epochs': FLOAT_EPOCHS})
+                    continue
+                for bits in args.bits:
+                    out.append({'task': 'jets', 'scheme': scheme, 'bits': bits, 'beta': None, 'seed': seed,
+                                'mode': mode, 'epochs': args.epochs if mode == 'qat' else 0,
+                                'float_epochs': FLOAT_EPOCHS})
+    return out
+
+
+def pareto(rows: list[dict[str, Any]], cost: str) -> list[dict[str, Any]]:
+    """Rows not dominated on (test accuracy max, cost min)."""
+    ok = sorted((r for r in rows if r.get(cost) is not None), key=lambda r: (r[cost], -r['acc_mean']))
+    front, best = [], -1.0
+    for r in ok:
+        if r['acc_mean'] > best:
+            front.append(r)
+            best = r['acc_mean']
+    return front
+
+
+def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and spread (min, max, std) over seeds per (scheme, bits/beta, mode)."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r['scheme'], r['bits'], r['beta'], r['mode'], r['epochs']), []).append(r)
+    out = []
+    for (scheme, bits, beta, mode, epochs), g in groups.items():
+        acc = [r['test_accuracy'] for r in g]
+
+        def mean(key: str, g: list[dict[str, Any]] = g) -> float | None:
+            vals = [r[key] for r in g if r.get(key) is not None]
+            return float(np.mean(vals)) if vals else None
+
+        out.append({'scheme': scheme, 'bits': bits, 'beta': beta, 'mode': mode, 'epochs': epochs, 'seeds': len(g),
+                    'acc_mean': float(np.mean(acc)), 'acc_std': float(np.std(acc)), 'acc_min': min(acc),
+                    'acc_max': max(acc), 'ebops': mean('ebops'), 'LUT': mean('LUT'), 'FF': mean('FF'),
+                    'da4ml_cost': mean('da4ml_cost'), 'latency_cycles': mean('latency_cycles'),
+                    'train_s': mean('train_s'),
+                    'mismatches': sum(r['mismatches'] for r in g if 'mismatches' in r) if any(
+                        'mismatches' in r for r in g) else None,
+                    'verilator_checked': sum('mismatches' in r for r in g)})
+    return sorted(out, key=lambda a: (a['mode'], ALL_SCHEMES.index(a['scheme']), a['bits'] or 0, a['beta'] or 0))
+
+
+def plot(agg: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(14, 6), sharey=True)
+    cmap = plt.get_cmap('tab20')
+    for ax, mode in zip(axes, ('qat', 'ptq')):
+        rows = [a for a in agg if a['mode'] == mode and a['LUT']]
+        for i, scheme in enumerate(ALL_SCHEMES):
+            g = sorted((a for a in rows if a['scheme'] == scheme), key=lambda a: a['LUT'])
+            if g:
+                ax.errorbar([a['LUT'] for a in g], [a['acc_mean'] for a in g], yerr=[a['acc_std'] for a in g],
+                            marker='o' if scheme == 'hgq' else '.', ms=6, lw=0.8, color=cmap(i % 20), label=scheme)
+        front = pareto(rows, 'LUT')
+        ax.step([a['LUT'] for a in front], [a['acc_mean'] for a in front], where='post', color='k', lw=1.5,
+                label='Pareto front')
+        ax.set_xscale('log')
+        ax.set_xlabel('Yosys LUTs (synth_xilinx)')
+        ax.set_title(f'jets 16-64-32-32-5, {mode.upper()}')
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel('test accuracy (exact emulator), mean ± std over seeds')
+    axes[1].legend(fontsize=7, loc='lower right')
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def report(args: argparse.Namespace) -> None:
+    rows = [json.loads(p.read_text()) for p in sorted(args.cache.glob('point_*.json'))]
+    agg = aggregate(rows)
+    cols = ['scheme', 'bits', 'beta', 'mode', 'seeds', 'acc_mean', 'acc_std', 'ebops', 'LUT', 'FF', 'da4ml_cost',
+            'latency_cycles', 'train_s', 'mismatches', 'verilator_checked']
+
+    def fmt(v: Any) -> Any:
+        return f'{v:.4g}' if isinstance(v, float) else v
+
+    print(format_table(cols, [[fmt(a[c]) for c in cols] for a in agg]))
+    fronts = {m: [(a['scheme'], a['bits'], a['beta']) for a in pareto([a for a in agg if a['mode'] == m], 'LUT')]
+              for m in ('qat', 'ptq')}
+    print('Pareto front (QAT, LUT):', fronts['qat'])
+    payload = {'benchmark': 'quantizers', 'machine': machine_info(),
+               'command': ' '.join(['python', 'bench/quantizers.py', *sys.argv[1:]]),
+               'settings': {'task': 'jets 16-64-32-32-5 (projects/jets, 60/20/20 split seed 0)',
+                            'float_epochs': FLOAT_EPOCHS, 'ptq_calibration_samples': CALIBRATION,
+                            'qat': 'quantize_model(float) then Adam 1e-3 cosine, batch 1024, ResetRanges (+TieMu '
+                                   'for shared mu, +BetaScheduler(Constant) for HGQ); calibrate on 20,000 training '
+                                   'samples before export',
+                            'rtl': 'write_rtl(latency_cutoff=5, clock_period=5)', 'yosys': 'RTLProject.synthesize()',
+                            'bits_note': 'pwlq and augq(K=2) run at bits-1 so the index has `bits` bits'},
+               'points': rows, 'aggregate': agg, 'pareto_lut': fronts,
+               'wall_s_by_scheme': {s: round(sum(r['wall_s'] for r in rows if r['scheme'] == s), 1)
+                                    for s in dict.fromkeys(r['scheme'] for r in rows)}}
+    write_json(args.json, payload)
+    if any(a['LUT'] for a in agg):
+        plot(agg, args.json.with_suffix('.png'))
+    print(f'wrote {args.json} ({len(rows)} points)')
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--schemes', nargs='+', default=ALL_SCHEMES, choices=ALL_SCHEMES)
+    parser.add_argument('--bits', nargs='+', type=int, default=[2, 3, 4, 8])
+    parser.add_argument('--betas', nargs='+', type=float, default=[1e-6, 1e-5, 3e-5, 1e-4])
+    parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
+    parser.add_argument('--modes', nargs='+', default=['qat', 'ptq'], choices=['qat', 'ptq'])
+    parser.add_argument('--epochs', type=int, default=20, help='QAT epochs (the same for every scheme)')
+    parser.add_argument('--no-synth', action='store_true', help='skip Yosys (da4ml cost only)')
+    parser.add_argument('--verilator', type=int, default=0, metavar='N',
+                        help='Verilator check with N random inputs per point (0: none)')
+    parser.add_argument('--cache', type=Path, default=REPO / 'bench/results/quantizers_cache')
+    parser.add_argument('--json', type=Path, default=REPO / 'bench/results/quantizers.json')
+    parser.add_argument('--report', action='store_true', help='only aggregate the cache')
+    args = parser.parse_args(argv)
+    if args.report:
+        report(args)
+        return
+    from hgq.training.files import write_json_atomic
+
+    args.cache.mkdir(parents=True, exist_ok=True)
+    task = load_jets()
+    todo = points(args)
+    start = time.perf_counter()
+    for i, point in enumerate(todo):
+        path = args.cache / f'point_{point_key(point)}.json'
+        old = json.loads(path.read_text()) if path.is_file() else None
+        if old and (args.no_synth or 'LUT' in old) and (not args.verilator or 'mismatches' in old):
+            continue
+        try:
+            row = run_point(point, task, args.cache, not args.no_synth, args.verilator)
+        except Exception as err:  # one broken scheme must not stop the sweep; the error is recorded
+            print(f'[{i + 1}/{len(todo)}] {point}: FAILED {type(err).__name__}: {err}', flush=True)
+            write_json_atomic(args.cache / f'failed_{point_key(point)}.json', {**point, 'error': repr(err)})
+            continue
+        write_json_atomic(path, row)
+        print(f"[{i + 1}/{len(todo)}] {point['scheme']} b={point['bits']} beta={point['beta']} s{point['seed']} "
+              f"{point['mode']}: acc {row['test_accuracy']:.4f}, EBOPs {row['ebops']:.0f}, LUT {row.get('LUT')}, "
+              f"FF {row.get('FF')}, {row['latency_cycles']} cyc, mism {row.get('mismatches')}, {row['wall_s']} s "
+              f"(total {time.perf_counter() - start:.0f} s)", flush=True)
+
+
+if __name__ == '__main__':
+    main()
