@@ -1,18 +1,20 @@
-"""QKeras flow vs ours on the jets MLP 16-64-32-32-5: accuracy, hls4ml's exactness, LUTs at matched accuracy.
+"""QKeras flow vs ours (jets MLP, Fashion-MNIST CNN): accuracy, hls4ml's exactness, LUTs at matched accuracy.
 
+`--project jets` (default): the MLP 16-64-32-32-5; `--project fashion_mnist`: the CNN of projects/fashion_mnist.
 Stages (each cached in --work, so an interrupted run continues):
-1. the jets split of projects/jets (the same train/val/test arrays for everyone) -> split.npz;
-2. QKeras at uniform 4, 6, 8 bits, trained in the Keras 2 venv (bench/peers/qkeras_jets.py): accuracy, and
-   hls4ml 1.3's own conversion (granularity='name', Vitis, io_parallel), C-simulated: outputs != QKeras;
+1. the project's split (the same train/val/test arrays for everyone) -> split.npz;
+2. QKeras at uniform 4, 6, 8 bits, trained in the Keras 2 venv (bench/peers/qkeras_jets.py, qkeras_fmnist.py):
+   accuracy, and hls4ml 1.3's own conversion (granularity='name', Vitis, io_parallel for the MLP, io_stream for
+   the CNN), C-simulated: outputs != QKeras;
 3. our import (`hgq import-qkeras`): outputs == QKeras on the test set (count);
-4. HGQ from scratch: `hgq train jets` with the same optimizer, schedule, batch size and epochs;
-5. HGQ fine-tuned from each imported model: `hgq train jets --init imported.keras`;
+4. HGQ from scratch: `hgq train PROJECT` with the same optimizer, schedule, batch size and epochs;
+5. HGQ fine-tuned from each imported model: `hgq train PROJECT --init imported.keras`;
 6. `hgq synth` (RTL, Verilator against the emulator, Yosys synth_xilinx) of: each imported QKeras model; for
    each QKeras model, the cheapest (EBOPs) Pareto checkpoint of the HGQ runs whose validation accuracy
    reaches the QKeras model's (matched accuracy), from scratch and fine-tuned from that model;
 7. a table, bench/results/qkeras_peer.json and bench/results/qkeras_peer.png (LUTs vs accuracy).
 
-Usage: nice -n 10 python bench/qkeras_peer.py [--epochs 20] [--ft-epochs 20] [--qkeras-python PY]
+Usage: nice -n 10 python bench/qkeras_peer.py [--project jets] [--epochs 20] [--ft-epochs 20] [--qkeras-python PY]
 """
 
 from __future__ import annotations
@@ -31,46 +33,51 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, machine_info  # noqa: E402
 
 QKERAS_PYTHON = REPO / '.peers' / 'qkeras2-hls4ml' / 'bin' / 'python'
-BETA = (1.0e-6, 1.0e-2)
+#: per project: the QKeras script (bench/peers), the beta ramp of the short HGQ runs, the plot's title
+PROJECTS: dict[str, dict[str, Any]] = {
+    # a steeper beta ramp than the project's 200-epoch recipe, so that 20 epochs trace a front from QKeras-8b
+    # accuracy down to far fewer EBOPs
+    'jets': {'script': 'qkeras_jets.py', 'beta': (1.0e-6, 1.0e-2), 'title': 'jets MLP'},
+    # the CNN has ~10x the EBOPs of the MLP: a ramp 100x lower (projects/fashion_mnist: 1e-8 -> 3e-6 over 40)
+    'fashion_mnist': {'script': 'qkeras_fmnist.py', 'beta': (1.0e-7, 1.0e-5), 'title': 'Fashion-MNIST CNN'},
+}
 #: matched accuracy: an HGQ checkpoint matches a QKeras model when its validation accuracy is at most this far below
 TOLERANCE = 0.005
 PAPER_CLAIM = 'HGQ paper (arXiv 2405.00645): up to 20x fewer resources than QKeras-trained models at similar accuracy'
 
 
-def _config(epochs: int, lr: float | None = None) -> dict[str, Any]:
+def _config(name: str, epochs: int, lr: float | None = None) -> dict[str, Any]:
     from hgq.workflow import find_project
 
-    project = find_project('jets')
-    config = project.config(None)
+    config = find_project(name).config(None)
     config['training']['epochs'] = epochs
     config['training']['float_epochs'] = 0
-    # a steeper beta ramp than the project's 200-epoch recipe, so that 20 epochs trace a front from QKeras-8b
-    # accuracy down to far fewer EBOPs
-    config['training']['beta'] = {'schedule': 'log', 'start': BETA[0], 'end': BETA[1]}
+    beta = PROJECTS[name]['beta']
+    config['training']['beta'] = {'schedule': 'log', 'start': beta[0], 'end': beta[1]}
     if lr is not None:
         config['training']['optimizer']['learning_rate'] = lr
     return config
 
 
-def stage_split(work: Path) -> Path:
+def stage_split(work: Path, name: str) -> Path:
     path = work / 'split.npz'
     if not path.is_file():
         from hgq.workflow import find_project
 
-        project = find_project('jets')
+        project = find_project(name)
         d = project.load_data(project.config(None))
         np.savez(path, **{f'{a}_{s}': getattr(d, f'{a}_{s}') for a in 'xy' for s in ('train', 'val', 'test')})
     return path
 
 
-def stage_qkeras(work: Path, python: Path, bits: list[int], epochs: int) -> dict[str, Any]:
+def stage_qkeras(work: Path, name: str, python: Path, bits: list[int], epochs: int) -> dict[str, Any]:
     out = work / 'qkeras'
     path = out / 'qkeras.json'
     if not path.is_file():
         if not python.is_file():
             raise SystemExit(f'{python}: no QKeras venv; make one with tensorflow-cpu==2.15.1 qkeras==0.9.0 '
                              'hls4ml==1.3.0 (docs/benchmarks.md, "QKeras flow vs ours")')
-        cmd = [str(python), str(REPO / 'bench/peers/qkeras_jets.py'), '--data', str(work / 'split.npz'),
+        cmd = [str(python), str(REPO / 'bench/peers' / PROJECTS[name]['script']), '--data', str(work / 'split.npz'),
                '--out', str(out), '--epochs', str(epochs), '--bits', *map(str, bits)]
         print('$', ' '.join(cmd), flush=True)
         subprocess.run(cmd, check=True)
@@ -92,13 +99,13 @@ def stage_import(work: Path, row: dict[str, Any], x_test: np.ndarray) -> dict[st
     return {'path': str(out), 'outputs': int(ref.size), 'mismatches': int((got != ref).sum())}
 
 
-def stage_train(work: Path, name: str, epochs: int, init: Path | None = None, lr: float | None = None
-                ) -> dict[str, Any]:
+def stage_train(work: Path, project: str, name: str, epochs: int, init: Path | None = None,
+                lr: float | None = None) -> dict[str, Any]:
     from hgq.workflow import find_project, train
 
     run = work / name
     start = time.perf_counter()
-    index = train(find_project('jets'), _config(epochs, lr), run, init=init)
+    index = train(find_project(project), _config(project, epochs, lr), run, init=init)
     return {'run': str(run), 'index': index, 'seconds': round(time.perf_counter() - start, 1)}
 
 
@@ -164,7 +171,7 @@ def accuracy(checkpoint: Path, x: np.ndarray, y: np.ndarray, x_cal: np.ndarray |
     return float(np.mean(np.argmax(np.asarray(model.predict(x, verbose=0, batch_size=4096)), 1) == y))
 
 
-def plot(rows: list[dict[str, Any]], path: Path) -> None:
+def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use('Agg')
@@ -182,7 +189,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_xscale('log')
     ax.set_xlabel('LUTs (Yosys synth_xilinx)')
     ax.set_ylabel('test accuracy')
-    ax.set_title('jets MLP: QKeras uniform bits vs HGQ (same flow: RTL, Verilator, Yosys)', fontsize=9)
+    ax.set_title(f'{title}: QKeras uniform bits vs HGQ (same flow: RTL, Verilator, Yosys)', fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, title='ratios: table in docs/benchmarks.md; paper claim: up to 20x', title_fontsize=7)
     fig.tight_layout()
@@ -204,16 +211,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument('--trace-only', action='store_true',
                    help='no new Yosys runs: designs without a cached report get da4ml\'s LUT estimate')
     p.add_argument('--qkeras-python', type=Path, default=QKERAS_PYTHON)
-    p.add_argument('--work', type=Path, default=REPO / 'runs' / 'qkeras_peer')
-    p.add_argument('--json', type=Path, default=REPO / 'bench/results/qkeras_peer.json')
-    p.add_argument('--png', type=Path, default=REPO / 'bench/results/qkeras_peer.png')
+    p.add_argument('--project', choices=sorted(PROJECTS), default='jets')
+    p.add_argument('--work', type=Path, help='the cache (default runs/qkeras_peer, runs/qkeras_peer_fashion_mnist)')
+    p.add_argument('--json', type=Path, help='default bench/results/qkeras_peer[_fashion_mnist].json')
+    p.add_argument('--png', type=Path, help='default: the --json path with .png')
     args = p.parse_args(argv)
+    suffix = '' if args.project == 'jets' else f'_{args.project}'
+    args.work = args.work or REPO / 'runs' / f'qkeras_peer{suffix}'
+    args.json = args.json or REPO / 'bench/results' / f'qkeras_peer{suffix}.json'
+    args.png = args.png or args.json.with_suffix('.png')
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    with np.load(stage_split(args.work)) as z:
+    with np.load(stage_split(args.work, args.project)) as z:
         d = {k: z[k] for k in z.files}
-    qk = stage_qkeras(args.work, args.qkeras_python, args.bits, args.epochs)
-    scratch = stage_train(args.work, 'hgq_scratch', args.epochs)
+    qk = stage_qkeras(args.work, args.project, args.qkeras_python, args.bits, args.epochs)
+    scratch = stage_train(args.work, args.project, 'hgq_scratch', args.epochs)
     rows: list[dict[str, Any]] = []
     ratios: list[dict[str, Any]] = []
     for q in qk['results']:
@@ -226,7 +238,8 @@ def main(argv: list[str] | None = None) -> None:
         qrow = {'flow': 'QKeras (imported)', 'label': f'{bits}b', 'bits': bits, 'val_accuracy': q['val_accuracy'],
                 'test_accuracy': q['test_accuracy'], 'hls4ml': q.get('hls4ml'), 'import': imp, **s_imp}
         rows.append(qrow)
-        ft = stage_train(args.work, f'hgq_finetuned_{bits}b', args.ft_epochs, init=Path(imp['path']), lr=args.ft_lr)
+        ft = stage_train(args.work, args.project, f'hgq_finetuned_{bits}b', args.ft_epochs, init=Path(imp['path']),
+                         lr=args.ft_lr)
         for flow, run in (('HGQ from scratch', scratch), ('HGQ fine-tuned', ft)):
             c = matched(run['index'], q['val_accuracy'])
             if c is None:
@@ -246,13 +259,14 @@ def main(argv: list[str] | None = None) -> None:
     print_table(rows, ratios)
     command = ' '.join(['python', 'bench/qkeras_peer.py', *(argv or sys.argv[1:])])
     result = {'machine': machine_info(), 'command': command,
-              'epochs': args.epochs, 'ft_epochs': args.ft_epochs, 'ft_lr': args.ft_lr, 'beta': BETA,
+              'epochs': args.epochs, 'ft_epochs': args.ft_epochs, 'ft_lr': args.ft_lr,
+              'project': args.project, 'beta': PROJECTS[args.project]['beta'],
               'tolerance': TOLERANCE, 'qkeras_versions': qk.get('versions'),
               'paper_claim': PAPER_CLAIM, 'rows': rows, 'ratios': ratios,
               'seconds': round(time.perf_counter() - started, 1)}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1))
-    plot(rows, args.png)
+    plot(rows, args.png, PROJECTS[args.project]['title'])
     print(f'wrote {args.json} and {args.png}')
 
 
