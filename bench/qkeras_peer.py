@@ -242,17 +242,20 @@ def main(argv: list[str] | None = None) -> None:
                          lr=args.ft_lr)
         for flow, run in (('HGQ from scratch', scratch), ('HGQ fine-tuned', ft)):
             c = matched(run['index'], q['val_accuracy'])
-            if c is None:
-                ratios.append({'bits': bits, 'flow': flow, 'matched': False})
-                continue
+            hit = c is not None
+            if not hit:  # the run's most accurate checkpoint, reported as below the QKeras model's accuracy
+                c = max(run['index']['checkpoints'], key=lambda c: c['metrics']['val_accuracy'])
             ckpt = Path(run['run']) / 'checkpoints' / c['file']
-            name = f'{"scratch" if flow.endswith("scratch") else "ft"}_{bits}b_match_e{c["epoch"]}'
+            kind = 'match' if hit else 'best'
+            name = f'{"scratch" if flow.endswith("scratch") else "ft"}_{bits}b_{kind}_e{c["epoch"]}'
             s = synth(args.work, name, ckpt, True, d['x_train'], args.hgq_check, args.jobs, args.trace_only)
             acc = accuracy(ckpt, d['x_test'], d['y_test'], d['x_train'])
             label = f'≥{bits}b e{c["epoch"]}' if flow.endswith('scratch') else f'from {bits}b e{c["epoch"]}'
-            rows.append({'flow': flow, 'label': label, 'bits': bits, 'epoch': c['epoch'],
-                         'val_accuracy': c['metrics']['val_accuracy'], 'test_accuracy': acc, **s})
-            ratios.append({'bits': bits, 'flow': flow, 'matched': True, 'epoch': c['epoch'],
+            rows.append({'flow': flow, 'label': label + ('' if hit else ' (below)'), 'bits': bits,
+                         'epoch': c['epoch'], 'matched': hit, 'val_accuracy': c['metrics']['val_accuracy'],
+                         'test_accuracy': acc, **s})
+            ratios.append({'bits': bits, 'flow': flow, 'matched': hit, 'epoch': c['epoch'],
+                           'val_accuracy_gap': round(c['metrics']['val_accuracy'] - q['val_accuracy'], 4),
                            'lut_ratio': round(qrow['LUT'] / s['LUT'], 2) if qrow['LUT'] and s['LUT'] else None,
                            'da4ml_lut_ratio': round(qrow['da4ml_luts'] / s['da4ml_luts'], 2),
                            'ebops_ratio': round(qrow['ebops'] / max(s['ebops'], 1e-9), 2)})
@@ -284,11 +287,10 @@ def print_table(rows: list[dict[str, Any]], ratios: list[dict[str, Any]]) -> Non
               f'{r["latency_cycles"]:>6} {v:>11} {hs:>12}')
     print()
     for r in ratios:
-        if r['matched']:
-            print(f'{r["bits"]}-bit QKeras vs {r["flow"]} (epoch {r["epoch"]}): {r["lut_ratio"] or "-"}x fewer Yosys '
-                  f'LUTs ({r["da4ml_lut_ratio"]}x da4ml estimate), {r["ebops_ratio"]}x fewer EBOPs')
-        else:
-            print(f'{r["bits"]}-bit QKeras vs {r["flow"]}: no checkpoint reaches its validation accuracy')
+        print(f'{r["bits"]}-bit QKeras vs {r["flow"]} (epoch {r["epoch"]}): {r["lut_ratio"] or "-"}x fewer Yosys '
+              f'LUTs ({r["da4ml_lut_ratio"]}x da4ml estimate), {r["ebops_ratio"]}x fewer EBOPs'
+              + ('' if r['matched'] else f'; NOT matched: no checkpoint reaches its validation accuracy, this is '
+                 f'the most accurate one, {r["val_accuracy_gap"]:+.4f} val. accuracy'))
     print(PAPER_CLAIM)
 
 
