@@ -116,15 +116,18 @@ def matched(index: dict[str, Any], val_accuracy: float) -> dict[str, Any] | None
 
 
 def synth(work: Path, name: str, checkpoint: Path, calibrate: bool, x_train: np.ndarray, check: int,
-          jobs: int, trace_only: bool) -> dict[str, Any]:
+          jobs: int, trace_only: bool | str) -> dict[str, Any]:
     """`hgq synth` of one checkpoint (cached): LUT/FF/latency, Verilator mismatches (check > 0), IR EBOPs.
 
-    check == 0: Yosys counts only. trace_only (and nothing cached): da4ml's LUT estimate and latency, no Yosys."""
+    check == 0: Yosys counts only. trace_only (and nothing cached): da4ml's LUT estimate and latency, no Yosys;
+    trace_only == 'ebops': the IR's EBOPs only (no da4ml trace: a QKeras CNN's can outlast the session)."""
     from hgq.workflow.files import load_checkpoint
     from hgq.workflow.synth import SynthSettings, synthesize_model
 
     out = work / 'synth' / name
     cached = out / 'report.json'
+    if not cached.is_file() and trace_only == 'ebops':
+        return _trace_only(checkpoint, calibrate, x_train, rtl=False)
     if not cached.is_file() and trace_only:
         return _trace_only(checkpoint, calibrate, x_train)
     if not cached.is_file():
@@ -141,7 +144,7 @@ def synth(work: Path, name: str, checkpoint: Path, calibrate: bool, x_train: np.
             'verilator_mismatches': check_.get('mismatches'), 'yosys_s': report['timings_s'].get('yosys')}
 
 
-def _trace_only(checkpoint: Path, calibrate: bool, x_train: np.ndarray) -> dict[str, Any]:
+def _trace_only(checkpoint: Path, calibrate: bool, x_train: np.ndarray, rtl: bool = True) -> dict[str, Any]:
     """da4ml's LUT estimate and latency of a design that Yosys has not run on (no LUT/FF counts)."""
     from hgq import ir
     from hgq import report as rep
@@ -153,10 +156,14 @@ def _trace_only(checkpoint: Path, calibrate: bool, x_train: np.ndarray) -> dict[
     if calibrate:
         calibrate_model(model, x_train)
     graph = ir.from_model(model)
-    prj = write_rtl(graph, Path('/tmp') / f'qkeras_peer_trace_{checkpoint.stem}', 'hgq_model', latency_cutoff=5,
-                    clock_period=5.0, write=False)
-    return {'LUT': None, 'FF': None, 'source': 'da4ml estimate', 'da4ml_luts': round(float(prj.comb.cost)),
-            'latency_cycles': prj.latency.cycles, 'latency_ns': prj.latency.ns,
+    out: dict[str, Any] = {'LUT': None, 'FF': None, 'source': 'EBOPs only', 'da4ml_luts': None,
+                           'latency_cycles': None, 'latency_ns': None}
+    if rtl:
+        prj = write_rtl(graph, Path('/tmp') / f'qkeras_peer_trace_{checkpoint.stem}', 'hgq_model', latency_cutoff=5,
+                        clock_period=5.0, write=False)
+        out |= {'source': 'da4ml estimate', 'da4ml_luts': round(float(prj.comb.cost)),
+                'latency_cycles': prj.latency.cycles, 'latency_ns': prj.latency.ns}
+    return {**out,
             'ebops': round(sum(r['ebops'] for r in rep.ebops_per_layer(graph)), 3), 'verilator_outputs': None,
             'verilator_mismatches': None, 'yosys_s': None}
 
@@ -178,16 +185,18 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ebops = not any(r['LUT'] or r['da4ml_luts'] for r in rows)
     styles = {'QKeras (imported)': ('s', 'C3'), 'HGQ from scratch': ('o', 'C0'), 'HGQ fine-tuned': ('^', 'C2')}
     for flow, (marker, color) in styles.items():
-        pts = [(r['LUT'] or r['da4ml_luts'], r['test_accuracy'], r['label'] + ('' if r['LUT'] else ' (da4ml est.)'))
+        pts = [(r['ebops'] if ebops else r['LUT'] or r['da4ml_luts'], r['test_accuracy'],
+                r['label'] + ('' if r['LUT'] or ebops else ' (da4ml est.)'))
                for r in rows if r['flow'] == flow]
         if pts:
             ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=marker, color=color, label=flow, zorder=3)
             for lut, acc, label in pts:
                 ax.annotate(label, (lut, acc), textcoords='offset points', xytext=(4, -10), fontsize=7)
     ax.set_xscale('log')
-    ax.set_xlabel('LUTs (Yosys synth_xilinx)')
+    ax.set_xlabel('EBOPs (no RTL: --ebops-only)' if ebops else 'LUTs (Yosys synth_xilinx)')
     ax.set_ylabel('test accuracy')
     ax.set_title(f'{title}: QKeras uniform bits vs HGQ (same flow: RTL, Verilator, Yosys)', fontsize=9)
     ax.grid(alpha=0.3)
@@ -210,12 +219,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument('--jobs', type=int, default=2, help='processes per hgq synth (Yosys beside Verilator)')
     p.add_argument('--trace-only', action='store_true',
                    help='no new Yosys runs: designs without a cached report get da4ml\'s LUT estimate')
+    p.add_argument('--ebops-only', action='store_true',
+                   help='no RTL at all for designs without a cached report: EBOPs and accuracy only')
     p.add_argument('--qkeras-python', type=Path, default=QKERAS_PYTHON)
     p.add_argument('--project', choices=sorted(PROJECTS), default='jets')
     p.add_argument('--work', type=Path, help='the cache (default runs/qkeras_peer, runs/qkeras_peer_fashion_mnist)')
     p.add_argument('--json', type=Path, help='default bench/results/qkeras_peer[_fashion_mnist].json')
     p.add_argument('--png', type=Path, help='default: the --json path with .png')
     args = p.parse_args(argv)
+    if args.ebops_only:
+        args.trace_only = 'ebops'
     suffix = '' if args.project == 'jets' else f'_{args.project}'
     args.work = args.work or REPO / 'runs' / f'qkeras_peer{suffix}'
     args.json = args.json or REPO / 'bench/results' / f'qkeras_peer{suffix}.json'
@@ -257,7 +270,8 @@ def main(argv: list[str] | None = None) -> None:
             ratios.append({'bits': bits, 'flow': flow, 'matched': hit, 'epoch': c['epoch'],
                            'val_accuracy_gap': round(c['metrics']['val_accuracy'] - q['val_accuracy'], 4),
                            'lut_ratio': round(qrow['LUT'] / s['LUT'], 2) if qrow['LUT'] and s['LUT'] else None,
-                           'da4ml_lut_ratio': round(qrow['da4ml_luts'] / s['da4ml_luts'], 2),
+                           'da4ml_lut_ratio': round(qrow['da4ml_luts'] / s['da4ml_luts'], 2)
+                           if qrow['da4ml_luts'] and s['da4ml_luts'] else None,
                            'ebops_ratio': round(qrow['ebops'] / max(s['ebops'], 1e-9), 2)})
     print_table(rows, ratios)
     command = ' '.join(['python', 'bench/qkeras_peer.py', *(argv or sys.argv[1:])])
@@ -283,8 +297,8 @@ def print_table(rows: list[dict[str, Any]], ratios: list[dict[str, Any]]) -> Non
         h = r.get('hls4ml')
         hs = f'{h["mismatches"]}/{h["outputs"]}' if h else ''
         print(f'{r["flow"]:<18} {r["label"]:<14} {r["val_accuracy"]:>8.4f} {r["test_accuracy"]:>8.4f} '
-              f'{r["ebops"]:>9.0f} {r["LUT"] or "-":>7} {r["da4ml_luts"]:>7} {r["FF"] or "-":>6} '
-              f'{r["latency_cycles"]:>6} {v:>11} {hs:>12}')
+              f'{r["ebops"]:>9.0f} {r["LUT"] or "-":>7} {r["da4ml_luts"] or "-":>7} {r["FF"] or "-":>6} '
+              f'{r["latency_cycles"] or "-":>6} {v:>11} {hs:>12}')
     print()
     for r in ratios:
         print(f'{r["bits"]}-bit QKeras vs {r["flow"]} (epoch {r["epoch"]}): {r["lut_ratio"] or "-"}x fewer Yosys '

@@ -59,7 +59,7 @@ def plot(table: list[dict[str, Any]], path: Path) -> None:
                 r = next((r for r in table if r['set'] == name and r['bits'] == bits and r['flow'] == flow), None)
                 if r is None:
                     continue
-                if 'lut_ratio' not in r:
+                if r.get('lut_ratio') is None:
                     ax.annotate('x', (x, 1.0), ha='center', fontsize=7, color=colors[flow])
                     continue
                 hatch = '' if r['counter'] == 'Yosys' else '///'
@@ -97,7 +97,11 @@ def main(argv: list[str] | None = None) -> None:
           '| EBOPs ratio |')
     print('|---|---|---|---|---|---|---|---|---|---|')
     for r in table:
-        if 'lut_ratio' in r:
+        if r.get('lut_ratio') is None and 'epoch' in r:
+            print(f'| {r["set"]} | {r["bits"]}-bit | {r["qkeras_test_accuracy"]:.4f} | {r["flow"]} (epoch {r["epoch"]})'
+                  f'{"" if r["matched"] else " NOT matched"} | {r["hgq_test_accuracy"]:.4f} | - | - | no RTL | - '
+                  f'| {r["ebops_ratio"]:.2f}x |')
+        elif 'lut_ratio' in r:
             below = '' if r['matched'] else f' NOT matched: {100 * r["val_accuracy_gap"]:+.1f}% val. acc.'
             print(f'| {r["set"]} | {r["bits"]}-bit | {r["qkeras_test_accuracy"]:.4f} | {r["flow"]} '
                   f'(epoch {r["epoch"]}){below} | {r["hgq_test_accuracy"]:.4f} | {r["qkeras_luts"]:,} '
