@@ -302,7 +302,7 @@ def print_table(rows: list[dict[str, Any]], ratios: list[dict[str, Any]]) -> Non
     print()
     for r in ratios:
         print(f'{r["bits"]}-bit QKeras vs {r["flow"]} (epoch {r["epoch"]}): {r["lut_ratio"] or "-"}x fewer Yosys '
-              f'LUTs ({r["da4ml_lut_ratio"]}x da4ml estimate), {r["ebops_ratio"]}x fewer EBOPs'
+              f'LUTs ({r["da4ml_lut_ratio"] or "-"}x da4ml estimate), {r["ebops_ratio"]}x fewer EBOPs'
               + ('' if r['matched'] else f'; NOT matched: no checkpoint reaches its validation accuracy, this is '
                  f'the most accurate one, {r["val_accuracy_gap"]:+.4f} val. accuracy'))
     print(PAPER_CLAIM)
