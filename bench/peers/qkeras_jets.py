@@ -49,12 +49,13 @@ def train(model: object, d: dict, epochs: int, batch: int, lr: float, seed: int)
     return time.perf_counter() - start
 
 
-def hls4ml_mismatches(model: object, x: np.ndarray, ref: np.ndarray, work: Path) -> dict:
+def hls4ml_mismatches(model: object, x: np.ndarray, ref: np.ndarray, work: Path, io_type: str = 'io_parallel'
+                      ) -> dict:
     import hls4ml
 
     config = hls4ml.utils.config_from_keras_model(model, granularity='name', backend='Vitis')
     hls = hls4ml.converters.convert_from_keras_model(model, hls_config=config, output_dir=str(work), backend='Vitis',
-                                                     io_type='io_parallel', project_name='qk')
+                                                     io_type=io_type, project_name='qk')
     start = time.perf_counter()
     hls.compile()
     compile_s = time.perf_counter() - start
