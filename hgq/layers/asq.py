@@ -102,7 +102,7 @@ class ASQQuantizer(LSQQuantizer):
             fresh = ops.equal(self.initialized, 0.0)
             s_new = ops.where(fresh, self._init_value(xc), s)
             self.scale.assign(s_new)
-            self.initialized.assign(ops.ones_like(self.initialized))
+            self.initialized.assign(ops.ones(self.initialized.shape))
             s = s + ops.stop_gradient(s_new - s)
         beta = self.beta(x, training=training)  # (batch, 1), exact fixed point
         s = ops.abs(s) + 1e-12
