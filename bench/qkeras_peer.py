@@ -20,6 +20,7 @@ Usage: nice -n 10 python bench/qkeras_peer.py [--project jets] [--epochs 20] [--
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import subprocess
 import sys
@@ -31,6 +32,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, machine_info  # noqa: E402
+
+# bench/quantizers.py would shadow the `quantizers` package that da4ml imports (the script's folder is
+# sys.path[0]): drop bench/ from the path once common is imported
+sys.path[:] = [p for p in sys.path if Path(p or '.').resolve() != Path(__file__).resolve().parent]
 
 QKERAS_PYTHON = REPO / '.peers' / 'qkeras2-hls4ml' / 'bin' / 'python'
 #: per project: the QKeras script (bench/peers), the beta ramp of the short HGQ runs, the plot's title
@@ -116,20 +121,35 @@ def matched(index: dict[str, Any], val_accuracy: float) -> dict[str, Any] | None
 
 
 def synth(work: Path, name: str, checkpoint: Path, calibrate: bool, x_train: np.ndarray, check: int,
-          jobs: int, trace_only: bool | str) -> dict[str, Any]:
-    """`hgq synth` of one checkpoint (cached): LUT/FF/latency, Verilator mismatches (check > 0), IR EBOPs.
+          jobs: int, trace_only: bool | str, yosys: list[str] = ()) -> dict[str, Any]:
+    """`hgq synth` of one checkpoint (cached): LUT/FF/latency, Verilator mismatches, IR EBOPs.
 
-    check == 0: Yosys counts only. trace_only (and nothing cached): da4ml's LUT estimate and latency, no Yosys;
-    trace_only == 'ebops': the IR's EBOPs only (no da4ml trace: a QKeras CNN's can outlast the session)."""
+    check == 0: Yosys counts only. trace_only (and nothing cached, `name` not matched by a pattern of `yosys`):
+    da4ml's LUT estimate and latency, no Yosys; trace_only == 'ebops': the IR's EBOPs only (no da4ml trace: a
+    QKeras CNN's can outlast the session). A check of bench/qkeras_peer_verilate.py (WORK/verilator/NAME.json:
+    the same RTL, a port narrowed to 32 bits where da4ml's harness needs it) fills the Verilator columns."""
+    result = _synth(work, name, checkpoint, calibrate, x_train, check, jobs,
+                    False if any(fnmatch.fnmatch(name, y) for y in yosys) else trace_only)
+    verilated = work / 'verilator' / f'{name}.json'
+    if result['verilator_outputs'] is None and verilated.is_file():
+        v = json.loads(verilated.read_text())
+        result |= {'verilator_outputs': v['outputs'], 'verilator_mismatches': v['mismatches'],
+                   'verilator_port': v['narrowed_port'] or v['default_port'],
+                   'verilator_build_s': v['timings_s'].get('verilator_build')}
+    return result
+
+
+def _synth(work: Path, name: str, checkpoint: Path, calibrate: bool, x_train: np.ndarray, check: int,
+           jobs: int, trace_only: bool | str) -> dict[str, Any]:
     from hgq.workflow.files import load_checkpoint
     from hgq.workflow.synth import SynthSettings, synthesize_model
 
     out = work / 'synth' / name
     cached = out / 'report.json'
     if not cached.is_file() and trace_only == 'ebops':
-        return _trace_only(checkpoint, calibrate, x_train, rtl=False)
+        return _trace_only(work, name, checkpoint, calibrate, x_train, rtl=False)
     if not cached.is_file() and trace_only:
-        return _trace_only(checkpoint, calibrate, x_train)
+        return _trace_only(work, name, checkpoint, calibrate, x_train)
     if not cached.is_file():
         settings = SynthSettings(out_dir=str(out), clock_ns=5.0, latency_cutoff=5, check=check, jobs=jobs,
                                  checkpoint=str(checkpoint), calibration='x_train' if calibrate else None,
@@ -141,11 +161,18 @@ def synth(work: Path, name: str, checkpoint: Path, calibrate: bool, x_train: np.
             'da4ml_luts': round(report['da4ml']['cost_luts']),
             'latency_cycles': report['latency']['cycles'], 'latency_ns': report['latency']['latency_ns'],
             'ebops': report['ebops']['ir_total'], 'verilator_outputs': check_.get('outputs'),
-            'verilator_mismatches': check_.get('mismatches'), 'yosys_s': report['timings_s'].get('yosys')}
+            'verilator_mismatches': check_.get('mismatches'), 'yosys_s': report['timings_s'].get('yosys'),
+            'trace_s': report['timings_s'].get('tracing')}
 
 
-def _trace_only(checkpoint: Path, calibrate: bool, x_train: np.ndarray, rtl: bool = True) -> dict[str, Any]:
-    """da4ml's LUT estimate and latency of a design that Yosys has not run on (no LUT/FF counts)."""
+def _trace_only(work: Path, name: str, checkpoint: Path, calibrate: bool, x_train: np.ndarray,
+                rtl: bool = True) -> dict[str, Any]:
+    """da4ml's LUT estimate and latency of a design that Yosys has not run on (no LUT/FF counts).
+
+    Cached in WORK/trace/NAME.json: a CNN's trace takes minutes."""
+    cached = work / 'trace' / f'{name}.json'
+    if rtl and cached.is_file():
+        return json.loads(cached.read_text())
     from hgq import ir
     from hgq import report as rep
     from hgq.export.rtl import write_rtl
@@ -159,13 +186,18 @@ def _trace_only(checkpoint: Path, calibrate: bool, x_train: np.ndarray, rtl: boo
     out: dict[str, Any] = {'LUT': None, 'FF': None, 'source': 'EBOPs only', 'da4ml_luts': None,
                            'latency_cycles': None, 'latency_ns': None}
     if rtl:
+        start = time.perf_counter()
         prj = write_rtl(graph, Path('/tmp') / f'qkeras_peer_trace_{checkpoint.stem}', 'hgq_model', latency_cutoff=5,
                         clock_period=5.0, write=False)
         out |= {'source': 'da4ml estimate', 'da4ml_luts': round(float(prj.comb.cost)),
-                'latency_cycles': prj.latency.cycles, 'latency_ns': prj.latency.ns}
-    return {**out,
-            'ebops': round(sum(r['ebops'] for r in rep.ebops_per_layer(graph)), 3), 'verilator_outputs': None,
-            'verilator_mismatches': None, 'yosys_s': None}
+                'latency_cycles': prj.latency.cycles, 'latency_ns': prj.latency.ns,
+                'trace_s': round(time.perf_counter() - start, 1)}
+    out = {**out, 'ebops': round(sum(r['ebops'] for r in rep.ebops_per_layer(graph)), 3), 'verilator_outputs': None,
+           'verilator_mismatches': None, 'yosys_s': None}
+    if rtl:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_text(json.dumps(out, indent=1))
+    return out
 
 
 def accuracy(checkpoint: Path, x: np.ndarray, y: np.ndarray, x_cal: np.ndarray | None) -> float:
@@ -219,6 +251,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument('--jobs', type=int, default=2, help='processes per hgq synth (Yosys beside Verilator)')
     p.add_argument('--trace-only', action='store_true',
                    help='no new Yosys runs: designs without a cached report get da4ml\'s LUT estimate')
+    p.add_argument('--yosys', nargs='+', default=[], metavar='PATTERN',
+                   help='designs (qkeras_4b, scratch_*, ft_6b_*; shell patterns) that get Yosys even with '
+                        '--trace-only / --ebops-only (e.g. the cheapest CNN design, to check da4ml\'s estimate)')
     p.add_argument('--ebops-only', action='store_true',
                    help='no RTL at all for designs without a cached report: EBOPs and accuracy only')
     p.add_argument('--qkeras-python', type=Path, default=QKERAS_PYTHON)
@@ -247,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
             continue
         imp = stage_import(args.work, q, d['x_test'])
         s_imp = synth(args.work, f'qkeras_{bits}b', Path(imp['path']), False, d['x_train'], args.check, args.jobs,
-                      args.trace_only)
+                      args.trace_only, args.yosys)
         qrow = {'flow': 'QKeras (imported)', 'label': f'{bits}b', 'bits': bits, 'val_accuracy': q['val_accuracy'],
                 'test_accuracy': q['test_accuracy'], 'hls4ml': q.get('hls4ml'), 'import': imp, **s_imp}
         rows.append(qrow)
@@ -261,7 +296,8 @@ def main(argv: list[str] | None = None) -> None:
             ckpt = Path(run['run']) / 'checkpoints' / c['file']
             kind = 'match' if hit else 'best'
             name = f'{"scratch" if flow.endswith("scratch") else "ft"}_{bits}b_{kind}_e{c["epoch"]}'
-            s = synth(args.work, name, ckpt, True, d['x_train'], args.hgq_check, args.jobs, args.trace_only)
+            s = synth(args.work, name, ckpt, True, d['x_train'], args.hgq_check, args.jobs, args.trace_only,
+                      args.yosys)
             acc = accuracy(ckpt, d['x_test'], d['y_test'], d['x_train'])
             label = f'≥{bits}b e{c["epoch"]}' if flow.endswith('scratch') else f'from {bits}b e{c["epoch"]}'
             rows.append({'flow': flow, 'label': label + ('' if hit else ' (below)'), 'bits': bits,
