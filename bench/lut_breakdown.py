@@ -42,35 +42,13 @@ SAT_OPRS = {'min', 'max', 'msb_mux'}
 
 
 def node_costs(graph: Any) -> dict[tuple[str, str], float]:
-    """da4ml's cost per (layer, kind): the tracer run node by node (as hgq.export.rtl_trace.trace), each
-    variable charged to the first node whose outputs depend on it."""
-    from da4ml.trace import FixedVariableArrayInput, HWConfig
+    """da4ml's cost per (layer, kind): each variable charged to the first node whose outputs depend on it
+    (`hgq.report.charged_da4ml_variables`), then sorted into a kind by its node and operation."""
+    from hgq.report import charged_da4ml_variables
 
-    from hgq.export import rtl_trace as rt
-
-    ports = rt.port_formats(graph, None)
-    n_in = sum(int(np.prod(p.shape)) for p in ports)
-    inp = FixedVariableArrayInput((n_in,), hwconf=HWConfig(1, -1, -1))
-    env: dict[str, Any] = {}
-    offset = 0
-    for port in ports:
-        n = int(np.prod(port.shape))
-        env[port.name] = inp[offset: offset + n].reshape(port.shape).quantize(port.fmt.k, port.fmt.i, port.fmt.f)
-        offset += n
-    seen: set[Any] = set()
     costs: dict[tuple[str, str], float] = defaultdict(float)
-    for node in graph.nodes:
-        if node.op != 'input':
-            env[node.name] = rt._normalize_constants(rt.OPS[node.op](node, [env[n] for n in node.inputs]))
-        stack = list(rt._raw(env[node.name]).ravel())
-        while stack:
-            v = stack.pop()
-            if not hasattr(v, 'opr') or v.id in seen:
-                continue
-            seen.add(v.id)
-            stack.extend(v._from)
-            if v.opr == 'const' or not v.cost:
-                continue
+    for node, added, _ in charged_da4ml_variables(graph):
+        for v in added:
             if node.op in ('dense', 'conv', 'affine'):
                 kind = 'dense adders'
             elif node.op == 'table' or v.opr == 'lookup':

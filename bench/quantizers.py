@@ -2,8 +2,13 @@
 
 One point = (task, scheme, bits, seed, mode) with mode 'ptq' (the seed's float model quantized by
 `hgq.workflow.ptq.quantize_model` from 64 training samples) or 'qat' (the same model, then fine-tuned
---epochs epochs with Adam + cosine decay and the scheme in every slot). HGQ (learned per-element widths) runs
-as 'qat' at each beta of --betas instead of at bits. Every scheme gets the same float model, data split,
+--epochs epochs with Adam (--lr) + cosine decay and the scheme in every slot). HGQ (learned per-element widths)
+runs as 'qat' in its own way: one fine-tune per seed whose beta ramps geometrically over the same epochs
+(--hgq-ramp, projects/jets/config.yaml's ramp), and its checkpoints along the ramp (--hgq-checkpoints of them)
+are its points, in place of bits. Why not one constant beta per point: Adam moves a bit-width by about lr per
+step, so a short fine-tune gives every beta the same widths (5 epochs at 1e-3: beta 1e-5 and 1e-4 gave the
+identical model, 210,825 EBOPs, docs/quantizers.md "Results"); a ramp is how HGQ is trained anyway.
+Every scheme gets the same float model, data split,
 optimizer, epochs and first/last-layer treatment: every slot (input of the first layer and kernel of the last
 included) carries the scheme; biases too.
 
@@ -19,7 +24,7 @@ parts (one scheme, one seed, one mode) and be interrupted at any time. `--report
 writes bench/results/quantizers.json, the table and the plot.
 
     KERAS_BACKEND=jax nice -n 10 python bench/quantizers.py --seeds 0 1 2 --schemes lsq --bits 2 3 4 8
-    python bench/quantizers.py --schemes hgq --seeds 0                       # beta sweep
+    python bench/quantizers.py --schemes hgq --seeds 0 --modes qat           # one beta ramp per seed
     python bench/quantizers.py --report                                      # table + JSON + plot
 """
 
@@ -67,6 +72,8 @@ FLOAT_EPOCHS = 30
 CALIBRATION = 64
 #: samples calibrating a QAT model's activation ranges before export (HGQ needs its ranges; the same for all)
 QAT_CALIBRATION = 20_000
+#: HGQ's beta ramp in the QAT slot: projects/jets/config.yaml's (start, end)
+HGQ_RAMP = (1.5e-6, 3e-3)
 
 
 def load_jets() -> Any:
@@ -107,35 +114,58 @@ def specs(point: dict[str, Any]) -> tuple[Spec, Spec]:
     return SCHEMES[point['scheme']](point['bits'])
 
 
-def qat(model: Any, point: dict[str, Any], data: Any) -> float:
-    """Fine-tune `model` in place with the shared recipe; returns the seconds it took."""
+def checkpoint_epochs(epochs: int, count: int) -> list[int]:
+    """The `count` epochs (1-based, the last included) at which an HGQ ramp's checkpoints are taken."""
+    return sorted({max(1, round(epochs * (k + 1) / count)) for k in range(count)})
+
+
+def qat(model: Any, point: dict[str, Any], data: Any, work: Path) -> tuple[float, list[tuple[dict[str, Any], Any]]]:
+    """Fine-tune `model` with the shared recipe; (seconds, [(row fields, model)]): one model, or HGQ's checkpoints."""
     import keras
 
     from hgq.quantizers.schemes.mulaw import TieMu, mu_groups
-    from hgq.training import BetaScheduler, Constant, ResetRanges
+    from hgq.training import BetaScheduler, Log, ResetRanges
+    from hgq.training.files import save_model_atomic
 
     keras.utils.set_random_seed(point['seed'])
     epochs = point['epochs']
     steps = int(np.ceil(len(data.x_train) / 1024))
-    opt = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, epochs * steps))
+    opt = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(point.get('lr', 1e-3), epochs * steps))
     model.compile(opt, keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=['accuracy'])
     callbacks: list[Any] = [ResetRanges()]
+    saved: list[tuple[dict[str, Any], Path]] = []
+    work.mkdir(parents=True, exist_ok=True)
     if point['scheme'] == 'hgq':
-        callbacks.append(BetaScheduler(Constant(point['beta'])))
+        ramp = Log(*point['beta_ramp'], epochs)
+        callbacks.append(BetaScheduler(ramp))
+        wanted = set(checkpoint_epochs(epochs, point['checkpoints']))
+
+        class Keep(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+                if epoch + 1 in wanted:
+                    path = work / f'epoch-{epoch + 1:04d}.keras'
+                    save_model_atomic(self.model, path)
+                    saved.append(({'checkpoint_epoch': epoch + 1, 'beta': float(f'{ramp(epoch):.3g}')}, path))
+
+        callbacks.append(Keep())
     if any(len(g) > 1 for g in mu_groups(model).values()):
         callbacks.append(TieMu())
     t0 = time.perf_counter()
     model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=1024, verbose=0, callbacks=callbacks)
-    return time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    if not saved:
+        return seconds, [({}, model)]
+    return seconds, [(extra, keras.models.load_model(path)) for extra, path in saved]
 
 
-def run_point(point: dict[str, Any], task: Any, cache: Path, synth: bool, verilator: int) -> dict[str, Any]:
-    """Train (or only calibrate), export, synthesize and check one point; the row that goes into its JSON."""
+def run_point(point: dict[str, Any], task: Any, cache: Path, synth: bool, verilator: int) -> list[dict[str, Any]]:
+    """Train (or only calibrate), export, synthesize and check one point; the rows that go into its JSON
+    (one row, or one per checkpoint of an HGQ ramp)."""
+    import shutil
+
     import keras
 
-    from hgq import ir
-    from hgq.export.rtl import write_rtl
-    from hgq.training import calibrate, exact_ebops
+    from hgq.training import calibrate
     from hgq.workflow.ptq import quantize_model
 
     data, _ = task
@@ -144,17 +174,37 @@ def run_point(point: dict[str, Any], task: Any, cache: Path, synth: bool, verila
     weights, activations = specs(point)
     model = quantize_model(fmodel, weights=weights, activations=activations,
                            calibration=data.x_train[:CALIBRATION])
-    row: dict[str, Any] = {**point, 'weights': weights, 'activations': activations}
-    row['train_s'] = 0.0
+    base: dict[str, Any] = {**point, 'weights': weights, 'activations': activations, 'train_s': 0.0}
+    work = cache / 'rtl' / point_key(point)
+    models = [({}, model)]
     if point['mode'] == 'qat':
-        row['train_s'] = round(qat(model, point, data), 1)
-        calibrate(model, data.x_train[:QAT_CALIBRATION])
+        seconds, models = qat(model, point, data, work / 'checkpoints')
+        base['train_s'] = round(seconds, 1)
+    rows = []
+    for extra, m in models:
+        if point['mode'] == 'qat':
+            calibrate(m, data.x_train[:QAT_CALIBRATION])
+        rows.append(evaluate(m, {**base, **extra}, data, work / 'rtl', synth, verilator))
+    wall = round(time.perf_counter() - t0, 1)
+    for row in rows:
+        row['wall_s'] = wall
+    shutil.rmtree(work, ignore_errors=True)
+    keras.backend.clear_session()
+    return rows
+
+
+def evaluate(model: Any, row: dict[str, Any], data: Any, rtl_dir: Path, synth: bool, verilator: int) -> dict[str, Any]:
+    """`row` with the model's exact accuracy, EBOPs, RTL cost and latency, Yosys counts, Verilator mismatches."""
+    from hgq import ir
+    from hgq.export.rtl import write_rtl
+    from hgq.training import exact_ebops
+
+    row = dict(row)
     row['ebops'] = float(exact_ebops(model))
     graph = ir.from_model(model)
     pred = ir.predict(graph, data.x_test.astype(np.float64))
     row['test_accuracy'] = float(np.mean(np.argmax(pred, axis=1) == data.y_test))
-    work = cache / 'rtl' / point_key(point)
-    prj = write_rtl(graph, work / 'rtl', 'top', latency_cutoff=5, clock_period=5)
+    prj = write_rtl(graph, rtl_dir, 'top', latency_cutoff=5, clock_period=5)
     row['da4ml_cost'] = float(prj.comb.cost)
     row['latency_cycles'] = int(prj.latency.cycles)
     if synth:
@@ -163,14 +213,10 @@ def run_point(point: dict[str, Any], task: Any, cache: Path, synth: bool, verila
     if verilator:
         from hgq.workflow.synth import SynthSettings, _check_rtl
 
-        settings = SynthSettings(out_dir=str(work), latency_cutoff=5, clock_ns=5, check=verilator, name='top')
+        settings = SynthSettings(out_dir=str(rtl_dir.parent), latency_cutoff=5, clock_ns=5, check=verilator,
+                                 name='top')
         res = _check_rtl(settings, graph, prj, data.x_train[:CALIBRATION], {}, nproc=1)
         row.update({'simulator': res['simulator'], 'mismatches': res['mismatches'], 'sim_outputs': res['outputs']})
-    row['wall_s'] = round(time.perf_counter() - t0, 1)
-    import shutil
-
-    shutil.rmtree(work, ignore_errors=True)
-    keras.backend.clear_session()
     return row
 
 
@@ -184,14 +230,14 @@ def points(args: argparse.Namespace) -> list[dict[str, Any]]:
                         out.append({'task': 'jets', 'scheme': 'hgq', 'bits': None, 'beta': None, 'seed': seed,
                                     'mode': 'ptq', 'epochs': 0, 'float_epochs': FLOAT_EPOCHS})
                         continue
-                    for beta in args.betas:
-                        out.append({'task': 'jets', 'scheme': 'hgq', 'bits': None, 'beta': beta, 'seed': seed,
-                                    'mode': mode, 'epochs': args.epochs, 'float_epochs': FLOAT_EPOCHS})
+                    out.append({'task': 'jets', 'scheme': 'hgq', 'bits': None, 'beta': None,
+                                'beta_ramp': list(args.hgq_ramp), 'checkpoints': args.hgq_checkpoints, 'seed': seed,
+                                'mode': mode, 'epochs': args.epochs, 'lr': args.lr, 'float_epochs': FLOAT_EPOCHS})
                     continue
                 for bits in args.bits:
+                    recipe = {'epochs': args.epochs, 'lr': args.lr} if mode == 'qat' else {'epochs': 0}
                     out.append({'task': 'jets', 'scheme': scheme, 'bits': bits, 'beta': None, 'seed': seed,
-                                'mode': mode, 'epochs': args.epochs if mode == 'qat' else 0,
-                                'float_epochs': FLOAT_EPOCHS})
+                                'mode': mode, **recipe, 'float_epochs': FLOAT_EPOCHS})
     return out
 
 
@@ -211,6 +257,7 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault((r['scheme'], r['bits'], r['beta'], r['mode'], r['epochs']), []).append(r)
+    # HGQ's checkpoints at the same epoch of the same ramp share a beta, so they group across seeds
     out = []
     for (scheme, bits, beta, mode, epochs), g in groups.items():
         acc = [r['test_accuracy'] for r in g]
@@ -258,8 +305,13 @@ def plot(agg: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def point_rows(cached: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of one cached point (an HGQ ramp's file holds one row per checkpoint)."""
+    return cached['rows'] if 'rows' in cached else [cached]
+
+
 def report(args: argparse.Namespace) -> None:
-    rows = [json.loads(p.read_text()) for p in sorted(args.cache.glob('point_*.json'))]
+    rows = [r for p in sorted(args.cache.glob('point_*.json')) for r in point_rows(json.loads(p.read_text()))]
     agg = aggregate(rows)
     cols = ['scheme', 'bits', 'beta', 'mode', 'seeds', 'acc_mean', 'acc_std', 'ebops', 'LUT', 'FF', 'da4ml_cost',
             'latency_cycles', 'train_s', 'mismatches', 'verilator_checked']
@@ -275,9 +327,9 @@ def report(args: argparse.Namespace) -> None:
                'command': ' '.join(['python', 'bench/quantizers.py', *sys.argv[1:]]),
                'settings': {'task': 'jets 16-64-32-32-5 (projects/jets, 60/20/20 split seed 0)',
                             'float_epochs': FLOAT_EPOCHS, 'ptq_calibration_samples': CALIBRATION,
-                            'qat': 'quantize_model(float) then Adam 1e-3 cosine, batch 1024, ResetRanges (+TieMu '
-                                   'for shared mu, +BetaScheduler(Constant) for HGQ); calibrate on 20,000 training '
-                                   'samples before export',
+                            'qat': 'quantize_model(float) then Adam (point lr, 1e-3 where absent) cosine, batch '
+                                   '1024, ResetRanges (+TieMu for shared mu; HGQ: BetaScheduler(Log ramp) and its '
+                                   'checkpoints as points); calibrate on 20,000 training samples before export',
                             'rtl': 'write_rtl(latency_cutoff=5, clock_period=5)', 'yosys': 'RTLProject.synthesize()',
                             'bits_note': 'pwlq and augq(K=2) run at bits-1 so the index has `bits` bits'},
                'points': rows, 'aggregate': agg, 'pareto_lut': fronts,
@@ -293,10 +345,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--schemes', nargs='+', default=ALL_SCHEMES, choices=ALL_SCHEMES)
     parser.add_argument('--bits', nargs='+', type=int, default=[2, 3, 4, 8])
-    parser.add_argument('--betas', nargs='+', type=float, default=[1e-6, 1e-5, 3e-5, 1e-4])
+    parser.add_argument('--hgq-ramp', nargs=2, type=float, default=list(HGQ_RAMP), metavar=('START', 'END'),
+                        help="HGQ's geometric beta ramp over the QAT epochs")
+    parser.add_argument('--hgq-checkpoints', type=int, default=8, help="HGQ checkpoints along the ramp (points)")
+    parser.add_argument('--lr', type=float, default=3e-3, help='QAT learning rate (Adam, cosine decay; all schemes)')
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
     parser.add_argument('--modes', nargs='+', default=['qat', 'ptq'], choices=['qat', 'ptq'])
-    parser.add_argument('--epochs', type=int, default=20, help='QAT epochs (the same for every scheme)')
+    parser.add_argument('--epochs', type=int, default=60, help='QAT epochs (the same for every scheme)')
     parser.add_argument('--no-synth', action='store_true', help='skip Yosys (da4ml cost only)')
     parser.add_argument('--verilator', type=int, default=0, metavar='N',
                         help='Verilator check with N random inputs per point (0: none)')
@@ -315,20 +370,21 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     for i, point in enumerate(todo):
         path = args.cache / f'point_{point_key(point)}.json'
-        old = json.loads(path.read_text()) if path.is_file() else None
-        if old and (args.no_synth or 'LUT' in old) and (not args.verilator or 'mismatches' in old):
+        old = point_rows(json.loads(path.read_text())) if path.is_file() else None
+        if old and all((args.no_synth or 'LUT' in r) and (not args.verilator or 'mismatches' in r) for r in old):
             continue
         try:
-            row = run_point(point, task, args.cache, not args.no_synth, args.verilator)
+            rows = run_point(point, task, args.cache, not args.no_synth, args.verilator)
         except Exception as err:  # one broken scheme must not stop the sweep; the error is recorded
             print(f'[{i + 1}/{len(todo)}] {point}: FAILED {type(err).__name__}: {err}', flush=True)
             write_json_atomic(args.cache / f'failed_{point_key(point)}.json', {**point, 'error': repr(err)})
             continue
-        write_json_atomic(path, row)
-        print(f"[{i + 1}/{len(todo)}] {point['scheme']} b={point['bits']} beta={point['beta']} s{point['seed']} "
-              f"{point['mode']}: acc {row['test_accuracy']:.4f}, EBOPs {row['ebops']:.0f}, LUT {row.get('LUT')}, "
-              f"FF {row.get('FF')}, {row['latency_cycles']} cyc, mism {row.get('mismatches')}, {row['wall_s']} s "
-              f"(total {time.perf_counter() - start:.0f} s)", flush=True)
+        write_json_atomic(path, rows[0] if len(rows) == 1 and point['scheme'] != 'hgq' else {**point, 'rows': rows})
+        for row in rows:
+            print(f"[{i + 1}/{len(todo)}] {point['scheme']} b={row['bits']} beta={row['beta']} s{point['seed']} "
+                  f"{point['mode']}: acc {row['test_accuracy']:.4f}, EBOPs {row['ebops']:.0f}, LUT {row.get('LUT')}, "
+                  f"FF {row.get('FF')}, {row['latency_cycles']} cyc, mism {row.get('mismatches')}, {row['wall_s']} s "
+                  f"(total {time.perf_counter() - start:.0f} s)", flush=True)
 
 
 if __name__ == '__main__':

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -334,10 +335,10 @@ def write_report(out_dir: str | os.PathLike, report: dict[str, Any]) -> dict[str
 
 
 # ------------------------------------------------------------------------------------------- ASQ adapters
-def da4ml_node_costs(graph: Graph) -> dict[str, dict[str, float]]:
-    """da4ml's LUT estimate and delay per IR node: the tracer run node by node (as `hgq.export.rtl_trace.trace`),
-    each da4ml variable charged to the first node (in graph order) whose outputs depend on it, so a node's cost is
-    the logic it adds; `delay` is the largest da4ml delay at the node's outputs (combinational trace)."""
+def charged_da4ml_variables(graph: Graph) -> Iterator[tuple[Any, list[Any], list[Any]]]:
+    """Per IR node in graph order: (node, the da4ml variables it adds, its output variables). The tracer runs
+    node by node (as `hgq.export.rtl_trace.trace`) and each variable is charged to the first node whose
+    outputs depend on it, so the costs of the charged variables are the logic the node adds."""
     from da4ml.trace import FixedVariableArrayInput, HWConfig
 
     from .export import rtl_trace as rt
@@ -351,12 +352,11 @@ def da4ml_node_costs(graph: Graph) -> dict[str, dict[str, float]]:
         env[port.name] = inp[offset: offset + n].reshape(port.shape).quantize(port.fmt.k, port.fmt.i, port.fmt.f)
         offset += n
     seen: set[Any] = set()
-    costs: dict[str, dict[str, float]] = {}
     for node in graph.nodes:
         if node.op != 'input':
             env[node.name] = rt._normalize_constants(rt.OPS[node.op](node, [env[n] for n in node.inputs]))
         outputs = [v for v in rt._raw(env[node.name]).ravel() if hasattr(v, 'opr')]
-        cost = 0.0
+        added = []
         stack = list(outputs)
         while stack:
             v = stack.pop()
@@ -365,9 +365,16 @@ def da4ml_node_costs(graph: Graph) -> dict[str, dict[str, float]]:
             seen.add(v.id)
             stack.extend(v._from)
             if v.opr != 'const' and v.cost:
-                cost += float(v.cost)
-        costs[node.name] = {'cost': cost, 'delay': max((float(v.latency) for v in outputs), default=0.0)}
-    return costs
+                added.append(v)
+        yield node, added, outputs
+
+
+def da4ml_node_costs(graph: Graph) -> dict[str, dict[str, float]]:
+    """da4ml's LUT estimate and delay per IR node (`charged_da4ml_variables`): a node's cost is the logic it adds;
+    `delay` is the largest da4ml delay at the node's outputs (combinational trace)."""
+    return {node.name: {'cost': sum(float(v.cost) for v in added),
+                        'delay': max((float(v.latency) for v in outputs), default=0.0)}
+            for node, added, outputs in charged_da4ml_variables(graph)}
 
 
 def _ancestors(graph: Graph, name: str) -> set[str]:
