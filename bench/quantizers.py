@@ -274,6 +274,10 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     'mismatches': sum(r['mismatches'] for r in g if 'mismatches' in r) if any(
                         'mismatches' in r for r in g) else None,
                     'verilator_checked': sum('mismatches' in r for r in g)})
+        a = out[-1]
+        # Yosys where every seed of the group was synthesized, else da4ml's estimate (0.95-1.07x of Yosys)
+        yosys = all(r.get('LUT') is not None for r in g)
+        a['luts'], a['counter'] = (a['LUT'], 'Yosys') if yosys else (a['da4ml_cost'], 'da4ml est.')
     return sorted(out, key=lambda a: (a['mode'], ALL_SCHEMES.index(a['scheme']), a['bits'] or 0, a['beta'] or 0))
 
 
@@ -286,17 +290,18 @@ def plot(agg: list[dict[str, Any]], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(14, 6), sharey=True)
     cmap = plt.get_cmap('tab20')
     for ax, mode in zip(axes, ('qat', 'ptq')):
-        rows = [a for a in agg if a['mode'] == mode and a['LUT']]
+        rows = [a for a in agg if a['mode'] == mode and a['luts']]
         for i, scheme in enumerate(ALL_SCHEMES):
-            g = sorted((a for a in rows if a['scheme'] == scheme), key=lambda a: a['LUT'])
+            g = sorted((a for a in rows if a['scheme'] == scheme), key=lambda a: a['luts'])
             if g:
-                ax.errorbar([a['LUT'] for a in g], [a['acc_mean'] for a in g], yerr=[a['acc_std'] for a in g],
+                ax.errorbar([a['luts'] for a in g], [a['acc_mean'] for a in g], yerr=[a['acc_std'] for a in g],
                             marker='o' if scheme == 'hgq' else '.', ms=6, lw=0.8, color=cmap(i % 20), label=scheme)
-        front = pareto(rows, 'LUT')
-        ax.step([a['LUT'] for a in front], [a['acc_mean'] for a in front], where='post', color='k', lw=1.5,
+        front = pareto(rows, 'luts')
+        ax.step([a['luts'] for a in front], [a['acc_mean'] for a in front], where='post', color='k', lw=1.5,
                 label='Pareto front')
         ax.set_xscale('log')
-        ax.set_xlabel('Yosys LUTs (synth_xilinx)')
+        counters = sorted({a['counter'] for a in rows})
+        ax.set_xlabel(f"LUTs ({' / '.join(counters)}: Yosys synth_xilinx where every seed was synthesized)")
         ax.set_title(f'jets 16-64-32-32-5, {mode.upper()}')
         ax.grid(alpha=0.3)
     axes[0].set_ylabel('test accuracy (exact emulator), mean ± std over seeds')
@@ -313,14 +318,15 @@ def point_rows(cached: dict[str, Any]) -> list[dict[str, Any]]:
 def report(args: argparse.Namespace) -> None:
     rows = [r for p in sorted(args.cache.glob('point_*.json')) for r in point_rows(json.loads(p.read_text()))]
     agg = aggregate(rows)
-    cols = ['scheme', 'bits', 'beta', 'mode', 'seeds', 'acc_mean', 'acc_std', 'ebops', 'LUT', 'FF', 'da4ml_cost',
+    cols = ['scheme', 'bits', 'beta', 'mode', 'epochs', 'seeds', 'acc_mean', 'acc_std', 'ebops', 'luts', 'counter', 'LUT', 'FF',
+            'da4ml_cost',
             'latency_cycles', 'train_s', 'mismatches', 'verilator_checked']
 
     def fmt(v: Any) -> Any:
         return f'{v:.4g}' if isinstance(v, float) else v
 
     print(format_table(cols, [[fmt(a[c]) for c in cols] for a in agg]))
-    fronts = {m: [(a['scheme'], a['bits'], a['beta']) for a in pareto([a for a in agg if a['mode'] == m], 'LUT')]
+    fronts = {m: [(a['scheme'], a['bits'], a['beta']) for a in pareto([a for a in agg if a['mode'] == m], 'luts')]
               for m in ('qat', 'ptq')}
     print('Pareto front (QAT, LUT):', fronts['qat'])
     payload = {'benchmark': 'quantizers', 'machine': machine_info(),
@@ -336,7 +342,7 @@ def report(args: argparse.Namespace) -> None:
                'wall_s_by_scheme': {s: round(sum(r['wall_s'] for r in rows if r['scheme'] == s), 1)
                                     for s in dict.fromkeys(r['scheme'] for r in rows)}}
     write_json(args.json, payload)
-    if any(a['LUT'] for a in agg):
+    if any(a['luts'] for a in agg):
         plot(agg, args.json.with_suffix('.png'))
     print(f'wrote {args.json} ({len(rows)} points)')
 
