@@ -318,9 +318,8 @@ def point_rows(cached: dict[str, Any]) -> list[dict[str, Any]]:
 def report(args: argparse.Namespace) -> None:
     rows = [r for p in sorted(args.cache.glob('point_*.json')) for r in point_rows(json.loads(p.read_text()))]
     agg = aggregate(rows)
-    cols = ['scheme', 'bits', 'beta', 'mode', 'epochs', 'seeds', 'acc_mean', 'acc_std', 'ebops', 'luts', 'counter', 'LUT', 'FF',
-            'da4ml_cost',
-            'latency_cycles', 'train_s', 'mismatches', 'verilator_checked']
+    cols = ['scheme', 'bits', 'beta', 'mode', 'epochs', 'seeds', 'acc_mean', 'acc_std', 'ebops', 'luts', 'counter',
+            'LUT', 'FF', 'da4ml_cost', 'latency_cycles', 'train_s', 'mismatches', 'verilator_checked']
 
     def fmt(v: Any) -> Any:
         return f'{v:.4g}' if isinstance(v, float) else v
