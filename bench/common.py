@@ -12,6 +12,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,26 @@ REPO = Path(__file__).resolve().parent.parent
 #: HGQ2's own venv, made by `make peers` (git-ignored; HGQ2's import package is also called `hgq`, so run it
 #: with a script path, never `-c`/`-m` from the repository root, where our `hgq` would shadow it)
 PEER_PYTHON = REPO / '.peers' / 'hgq2' / 'bin' / 'python'
+
+
+def _import_installed_quantizers() -> None:
+    """Put the installed `quantizers` package (da4ml imports it) into sys.modules before anything needs it.
+
+    Every bench script runs with bench/ as sys.path[0], where bench/quantizers.py would shadow that package
+    ("'quantizers' is not a package" from da4ml.trace). Importing it once with bench/ off the path fixes the
+    name for the process; scripts keep importing their bench/ neighbours normally."""
+    here = Path(__file__).resolve().parent
+    saved = sys.path[:]
+    sys.path[:] = [p for p in sys.path if Path(p or '.').resolve() != here]
+    try:
+        import quantizers  # noqa: F401
+    except ImportError:  # a venv without da4ml (a peer's) does not need it
+        pass
+    finally:
+        sys.path[:] = saved
+
+
+_import_installed_quantizers()
 
 
 def make_classification(

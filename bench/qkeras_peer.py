@@ -33,10 +33,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, machine_info  # noqa: E402
 
-# bench/quantizers.py would shadow the `quantizers` package that da4ml imports (the script's folder is
-# sys.path[0]): drop bench/ from the path once common is imported
-sys.path[:] = [p for p in sys.path if Path(p or '.').resolve() != Path(__file__).resolve().parent]
-
 QKERAS_PYTHON = REPO / '.peers' / 'qkeras2-hls4ml' / 'bin' / 'python'
 #: per project: the QKeras script (bench/peers), the beta ramp of the short HGQ runs, the plot's title
 PROJECTS: dict[str, dict[str, Any]] = {

@@ -23,10 +23,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, machine_info  # noqa: E402
 
-# bench/quantizers.py would shadow the `quantizers` package that da4ml imports (the script's folder is
-# sys.path[0]): drop bench/ from the path once common is imported
-sys.path[:] = [p for p in sys.path if Path(p or '.').resolve() != Path(__file__).resolve().parent]
-
 
 def checkpoint_of(work: Path, name: str) -> tuple[Path, bool]:
     """The checkpoint behind design `name` (relative to WORK: the cache may have been copied) and whether it is

@@ -46,10 +46,6 @@ os.environ.setdefault('KERAS_BACKEND', 'jax')
 import numpy as np  # noqa: E402
 from common import REPO, format_table, machine_info, write_json  # noqa: E402
 
-# This file's name is also the `quantizers` package that da4ml imports: drop bench/ from the path once
-# `common` is imported, so that `import quantizers` finds the package, not this script.
-sys.path[:] = [p for p in sys.path if Path(p or '.').resolve() != Path(__file__).resolve().parent]
-
 Spec = dict[str, Any] | None
 #: scheme -> (bits -> (weight spec, activation spec)). PWLQ's index has b + 1 bits and AuGQ(K=2)'s b + 1: both
 #: run at bits - 1 so every scheme at "b bits" stores a b-bit index (docs/quantizers.md, PWLQ and AuGQ).
