@@ -93,6 +93,54 @@ def test_synth_counts_only_gives_the_same_counts(checkpoint, out_dir, tmp_path, 
         assert report['synthesis'][key] == full['synthesis'][key], key
 
 
+def test_synth_one_step_after_another_gives_the_same_counts_and_check(checkpoint, out_dir, tmp_path, capsys):
+    """--jobs 1 (Yosys after the Verilator build and check) vs the default run above (Yosys beside them):
+    the same counts, depth and mismatch count."""
+    _require_tools()
+    beside = json.loads((out_dir / 'report.json').read_text())
+    rc = main(['synth', str(checkpoint[0]), str(tmp_path), '--check', '2000', '--latency-cutoff', '3', '--jobs', '1'])
+    stdout = capsys.readouterr().out
+    assert rc == 0, stdout
+    assert 'in the background' not in stdout
+    after = json.loads((tmp_path / 'report.json').read_text())
+    assert beside['settings']['yosys_beside_verilator'] is True
+    assert after['settings']['yosys_beside_verilator'] is False
+    for key in ('LUT', 'FF', 'CARRY4', 'MUXF7', 'MUXF8', 'longest_path_cells'):
+        assert after['synthesis'][key] == beside['synthesis'][key], key
+    for key in ('mismatches', 'outputs', 'inputs', 'port_wrapped_values'):
+        assert after['check'][key] == beside['check'][key], key
+
+
+def _fail(message):
+    def fail(*args, **kwargs):
+        raise RuntimeError(message)
+    return fail
+
+
+def test_synth_yosys_failure_beside_verilator_names_yosys(checkpoint, tmp_path, monkeypatch, capsys):
+    """A Yosys error in the background thread is raised naming Yosys (the check itself is stubbed out)."""
+    _require_tools()
+    import hgq.export.yosys
+    import hgq.workflow.synth as synth
+
+    monkeypatch.setattr(hgq.export.yosys, 'synthesize', _fail('no such cell'))
+    monkeypatch.setattr(synth, '_check_rtl', lambda *args, **kwargs: {'mismatches': 0})
+    with pytest.raises(RuntimeError, match=r'Yosys \(run beside the Verilator build\) failed: no such cell'):
+        main(['synth', str(checkpoint[0]), str(tmp_path), '--check', '10', '--latency-cutoff', '3'])
+
+
+def test_synth_verilator_failure_names_the_build(checkpoint, tmp_path, monkeypatch, capsys):
+    """A failed Verilator build is raised naming the build and its directory, with Yosys beside it (stubbed)."""
+    _require_tools()
+    import hgq.export.yosys
+    from hgq.export.rtl import RTLProject
+
+    monkeypatch.setattr(RTLProject, 'compile', _fail('Compilation failed!!'))
+    monkeypatch.setattr(hgq.export.yosys, 'synthesize', lambda *args, **kwargs: {})
+    with pytest.raises(RuntimeError, match=r'the Verilator build in .*verilator failed: Compilation failed!!'):
+        main(['synth', str(checkpoint[0]), str(tmp_path), '--check', '10', '--latency-cutoff', '3'])
+
+
 def test_synth_rerun_combinational_one_job_no_check(checkpoint, out_dir, capsys):
     """Again into the same directory (after the pipelined run above: its stage files must not linger),
     combinational, one step after another, no simulation."""

@@ -134,6 +134,8 @@ def _check_rtl(args: SynthSettings, graph: Any, prj: Any, calibration: np.ndarra
                       '(e.g. ap_fixed<16,6>) to simulate it')
             print(f'  {reason}', flush=True)
             return {'simulator': None, 'skipped': reason, 'mismatches': None}
+        except RuntimeError as e:  # da4ml says only 'Compilation failed!!' (make's output is on stderr above)
+            raise RuntimeError(f'hgq synth: the Verilator build in {sim.path} failed: {e}') from e
     simulator = 'Verilator'
     differ = [p.name for p, q in zip(prj.verilog_files(), sim.verilog_files()) if p.read_bytes() != q.read_bytes()]
     if differ or len(prj.verilog_files()) != len(sim.verilog_files()):
@@ -227,7 +229,10 @@ def synthesize_model(model: Any, settings: SynthSettings, calibration: np.ndarra
             else:
                 print('waiting for Yosys ...', flush=True)
                 waited = time.perf_counter()
-                synthesis, timings['yosys'] = future.result()
+                try:
+                    synthesis, timings['yosys'] = future.result()
+                except Exception as e:  # name the stage: its traceback shows only the worker thread
+                    raise RuntimeError(f'hgq synth: Yosys (run beside the Verilator build) failed: {e}') from e
                 timings['yosys_wait'] = round(time.perf_counter() - waited, 2)
                 print(f'  Yosys done in {timings["yosys"]:.1f} s (waited {timings["yosys_wait"]:.1f} s)', flush=True)
         except BaseException:
