@@ -110,6 +110,22 @@ def specs(point: dict[str, Any]) -> tuple[Spec, Spec]:
     return SCHEMES[point['scheme']](point['bits'])
 
 
+def input_overrides(fmodel: Any, activations: Spec) -> dict[str, dict[str, Spec]] | None:
+    """ASQ cannot sit on the model's input: its adapter would read the float input, which no hardware port
+    carries (the IR refuses it, 'dense: its input is not quantized'). So an ASQ scheme's first slot is LSQ at
+    the same bits; every other activation slot is ASQ."""
+    if not activations or activations.get('scheme') != 'asq':
+        return None
+    first = next(layer for layer in fmodel.layers if layer.__class__.__name__ != 'InputLayer')
+    return {first.name: {'input_quantizer': {'scheme': 'lsq', 'bits': activations['bits']}}}
+
+
+def model_path(cache: Path, point: dict[str, Any], index: int) -> Path:
+    """Where a point's trained (and calibrated) model is kept, so Yosys or Verilator can be added later
+    without training again (cache/models is git-ignored: ~100 kB each)."""
+    return cache / 'models' / f'{point_key(point)}_{index}.keras'
+
+
 def checkpoint_epochs(epochs: int, count: int) -> list[int]:
     """The `count` epochs (1-based, the last included) at which an HGQ ramp's checkpoints are taken."""
     return sorted({max(1, round(epochs * (k + 1) / count)) for k in range(count)})
@@ -154,39 +170,54 @@ def qat(model: Any, point: dict[str, Any], data: Any, work: Path) -> tuple[float
     return seconds, [(extra, keras.models.load_model(path)) for extra, path in saved]
 
 
-def run_point(point: dict[str, Any], task: Any, cache: Path, synth: bool, verilator: int) -> list[dict[str, Any]]:
+def run_point(point: dict[str, Any], task: Any, cache: Path, synth: bool | set[int], verilator: int | dict[int, int]
+              ) -> list[dict[str, Any]]:
     """Train (or only calibrate), export, synthesize and check one point; the rows that go into its JSON
-    (one row, or one per checkpoint of an HGQ ramp)."""
+    (one row, or one per checkpoint of an HGQ ramp). `synth`/`verilator` may name the rows (indices) that get
+    Yosys / a Verilator check of that many inputs. Every model is kept (model_path)."""
     import shutil
 
     import keras
 
     from hgq.training import calibrate
+    from hgq.training.files import save_model_atomic
     from hgq.workflow.ptq import quantize_model
 
     data, _ = task
     t0 = time.perf_counter()
     fmodel = float_model(task, point['seed'], cache)
     weights, activations = specs(point)
-    model = quantize_model(fmodel, weights=weights, activations=activations,
+    overrides = input_overrides(fmodel, activations)
+    model = quantize_model(fmodel, weights=weights, activations=activations, overrides=overrides,
                            calibration=data.x_train[:CALIBRATION])
     base: dict[str, Any] = {**point, 'weights': weights, 'activations': activations, 'train_s': 0.0}
+    if overrides:
+        base['overrides'] = overrides
     work = cache / 'rtl' / point_key(point)
     models = [({}, model)]
     if point['mode'] == 'qat':
         seconds, models = qat(model, point, data, work / 'checkpoints')
         base['train_s'] = round(seconds, 1)
     rows = []
-    for extra, m in models:
+    for i, (extra, m) in enumerate(models):
         if point['mode'] == 'qat':
             calibrate(m, data.x_train[:QAT_CALIBRATION])
-        rows.append(evaluate(m, {**base, **extra}, data, work / 'rtl', synth, verilator))
+        model_path(cache, point, i).parent.mkdir(parents=True, exist_ok=True)
+        save_model_atomic(m, model_path(cache, point, i))
+        rows.append(evaluate(m, {**base, **extra}, data, work / 'rtl', *row_tasks(i, synth, verilator)))
     wall = round(time.perf_counter() - t0, 1)
     for row in rows:
         row['wall_s'] = wall
     shutil.rmtree(work, ignore_errors=True)
     keras.backend.clear_session()
     return rows
+
+
+def row_tasks(index: int, synth: bool | set[int], verilator: int | dict[int, int]) -> tuple[bool, int]:
+    """(Yosys?, Verilator inputs) of row `index` when they are given for all rows or per row."""
+    do_synth = index in synth if isinstance(synth, set) else synth
+    check = verilator.get(index, 0) if isinstance(verilator, dict) else verilator
+    return do_synth, check
 
 
 def evaluate(model: Any, row: dict[str, Any], data: Any, rtl_dir: Path, synth: bool, verilator: int) -> dict[str, Any]:
@@ -200,7 +231,11 @@ def evaluate(model: Any, row: dict[str, Any], data: Any, rtl_dir: Path, synth: b
     graph = ir.from_model(model)
     pred = ir.predict(graph, data.x_test.astype(np.float64))
     row['test_accuracy'] = float(np.mean(np.argmax(pred, axis=1) == data.y_test))
-    prj = write_rtl(graph, rtl_dir, 'top', latency_cutoff=5, clock_period=5)
+    try:
+        prj = write_rtl(graph, rtl_dir, 'top', latency_cutoff=5, clock_period=5)
+    except NotImplementedError as err:  # a design the RTL backend refuses (it says why): accuracy stays
+        row['rtl_error'] = str(err)
+        return row
     row['da4ml_cost'] = float(prj.comb.cost)
     row['latency_cycles'] = int(prj.latency.cycles)
     if synth:
@@ -214,6 +249,64 @@ def evaluate(model: Any, row: dict[str, Any], data: Any, rtl_dir: Path, synth: b
         res = _check_rtl(settings, graph, prj, data.x_train[:CALIBRATION], {}, nproc=1)
         row.update({'simulator': res['simulator'], 'mismatches': res['mismatches'], 'sim_outputs': res['outputs']})
     return row
+
+
+def complete(point: dict[str, Any], rows: list[dict[str, Any]], task: Any, cache: Path, synth: set[int],
+             verilator: dict[int, int]) -> list[dict[str, Any]]:
+    """`rows` with Yosys on the rows in `synth` and Verilator checks as asked, from the kept models (trained
+    again, the same seed, where a model is missing); a row's training seconds are kept."""
+    import keras
+
+    missing = [i for i in sorted(synth | set(verilator)) if not model_path(cache, point, i).is_file()]
+    if missing:  # trained again: the other rows keep their hardware results where the model came out the same
+        fresh = run_point(point, task, cache, synth, verilator)
+        for old, new in zip(rows, fresh):
+            if (old['test_accuracy'], old['ebops']) == (new['test_accuracy'], new['ebops']):
+                new.update({k: old[k] for k in HARDWARE_KEYS if k in old and k not in new})
+        return fresh
+    data, _ = task
+    work = cache / 'rtl' / point_key(point)
+    out = list(rows)
+    for i in sorted(synth | set(verilator)):
+        model = keras.models.load_model(model_path(cache, point, i))
+        keep = {k: rows[i][k] for k in ('train_s', 'wall_s') if k in rows[i]}
+        base = {k: v for k, v in rows[i].items() if k not in RESULT_KEYS}
+        out[i] = {**evaluate(model, base, data, work / 'rtl', *row_tasks(i, synth, verilator)), **keep}
+        keras.backend.clear_session()
+    return out
+
+
+#: what Yosys and Verilator add to a row
+HARDWARE_KEYS = ('LUT', 'FF', 'yosys_s', 'simulator', 'mismatches', 'sim_outputs')
+#: the fields `evaluate` fills in (everything else in a row describes the point)
+RESULT_KEYS = ('ebops', 'test_accuracy', 'da4ml_cost', 'latency_cycles', 'LUT', 'FF', 'yosys_s', 'simulator',
+               'mismatches', 'sim_outputs', 'rtl_error')
+
+
+def config_of(row: dict[str, Any]) -> tuple:
+    """The group a row is averaged in over seeds (aggregate)."""
+    return row['scheme'], row['bits'], row['beta'], row['mode'], row['epochs']
+
+
+def front_work(cached: dict[str, list[dict[str, Any]]], verilator: int) -> dict[str, tuple[set[int], dict[int, int]]]:
+    """{point key: (rows for Yosys, {row: Verilator inputs})}: every seed of the configurations on the global
+    front (QAT and PTQ, counted in da4ml's estimate), and seed 0 of each scheme's cheapest QAT configuration (to
+    re-check da4ml's estimate against Yosys on every scheme); Verilator on the lowest seed of each."""
+    agg = aggregate([r for rows in cached.values() for r in rows])
+    chosen = {config_of(a) for m in ('qat', 'ptq') for a in pareto([a for a in agg if a['mode'] == m], 'da4ml_cost')}
+    for scheme in ALL_SCHEMES:
+        mine = [a for a in agg if a['scheme'] == scheme and a['mode'] == 'qat' and a['da4ml_cost']]
+        if mine:
+            chosen.add(config_of(min(mine, key=lambda a: a['da4ml_cost'])))
+    seeds = {c: min(r['seed'] for rows in cached.values() for r in rows if config_of(r) == c) for c in chosen}
+    work: dict[str, tuple[set[int], dict[int, int]]] = {}
+    for key, rows in cached.items():
+        synth = {i for i, r in enumerate(rows) if config_of(r) in chosen and r.get('LUT') is None}
+        checks = {i: verilator for i, r in enumerate(rows) if verilator and config_of(r) in chosen
+                  and r['seed'] == seeds[config_of(r)] and 'mismatches' not in r}
+        if synth or checks:
+            work[key] = (synth, checks)
+    return work
 
 
 def points(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -252,7 +345,7 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean and spread (min, max, std) over seeds per (scheme, bits/beta, mode)."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in rows:
-        groups.setdefault((r['scheme'], r['bits'], r['beta'], r['mode'], r['epochs']), []).append(r)
+        groups.setdefault(config_of(r), []).append(r)
     # HGQ's checkpoints at the same epoch of the same ramp share a beta, so they group across seeds
     out = []
     for (scheme, bits, beta, mode, epochs), g in groups.items():
@@ -334,6 +427,7 @@ def report(args: argparse.Namespace) -> None:
                             'rtl': 'write_rtl(latency_cutoff=5, clock_period=5)', 'yosys': 'RTLProject.synthesize()',
                             'bits_note': 'pwlq and augq(K=2) run at bits-1 so the index has `bits` bits'},
                'points': rows, 'aggregate': agg, 'pareto_lut': fronts,
+               'failed': [json.loads(p.read_text()) for p in sorted(args.cache.glob('failed_*.json'))],
                'wall_s_by_scheme': {s: round(sum(r['wall_s'] for r in rows if r['scheme'] == s), 1)
                                     for s in dict.fromkeys(r['scheme'] for r in rows)}}
     write_json(args.json, payload)
@@ -359,6 +453,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--cache', type=Path, default=REPO / 'bench/results/quantizers_cache')
     parser.add_argument('--json', type=Path, default=REPO / 'bench/results/quantizers.json')
     parser.add_argument('--report', action='store_true', help='only aggregate the cache')
+    parser.add_argument('--synth-front', action='store_true',
+                        help="no new points: Yosys on every seed of the cached global front's configurations (and "
+                             "on seed 0 of each scheme's cheapest QAT one), Verilator (--verilator N) on one seed")
     args = parser.parse_args(argv)
     if args.report:
         report(args)
@@ -369,22 +466,60 @@ def main(argv: list[str] | None = None) -> None:
     task = load_jets()
     todo = points(args)
     start = time.perf_counter()
+    if args.synth_front:
+        synth_front(args, task, todo, start)
+        return
     for i, point in enumerate(todo):
         path = args.cache / f'point_{point_key(point)}.json'
         old = point_rows(json.loads(path.read_text())) if path.is_file() else None
-        if old and all((args.no_synth or 'LUT' in r) and (not args.verilator or 'mismatches' in r) for r in old):
+        if old and all((args.no_synth or 'LUT' in r) and (not args.verilator or 'mismatches' in r)
+                       and 'rtl_error' not in r for r in old):
             continue
         try:
-            rows = run_point(point, task, args.cache, not args.no_synth, args.verilator)
+            if old and all(model_path(args.cache, point, i).is_file() for i in range(len(old))):
+                every = set(range(len(old)))
+                rows = complete(point, old, task, args.cache, set() if args.no_synth else every,
+                                dict.fromkeys(every, args.verilator) if args.verilator else {})
+            else:
+                rows = run_point(point, task, args.cache, not args.no_synth, args.verilator)
         except Exception as err:  # one broken scheme must not stop the sweep; the error is recorded
             print(f'[{i + 1}/{len(todo)}] {point}: FAILED {type(err).__name__}: {err}', flush=True)
             write_json_atomic(args.cache / f'failed_{point_key(point)}.json', {**point, 'error': repr(err)})
             continue
-        write_json_atomic(path, rows[0] if len(rows) == 1 and point['scheme'] != 'hgq' else {**point, 'rows': rows})
+        save_point(args.cache, point, rows)
+        (args.cache / f'failed_{point_key(point)}.json').unlink(missing_ok=True)
         for row in rows:
             print(f"[{i + 1}/{len(todo)}] {point['scheme']} b={row['bits']} beta={row['beta']} s{point['seed']} "
                   f"{point['mode']}: acc {row['test_accuracy']:.4f}, EBOPs {row['ebops']:.0f}, LUT {row.get('LUT')}, "
                   f"FF {row.get('FF')}, {row['latency_cycles']} cyc, mism {row.get('mismatches')}, {row['wall_s']} s "
+                  f"(total {time.perf_counter() - start:.0f} s)", flush=True)
+
+
+def save_point(cache: Path, point: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    from hgq.training.files import write_json_atomic
+
+    path = cache / f'point_{point_key(point)}.json'
+    write_json_atomic(path, rows[0] if len(rows) == 1 and point['scheme'] != 'hgq' else {**point, 'rows': rows})
+
+
+def synth_front(args: argparse.Namespace, task: Any, todo: list[dict[str, Any]], start: float) -> None:
+    """Yosys (and Verilator) on the cached points that front_work picks, cheapest first; resumable."""
+    by_key = {point_key(p): p for p in todo}
+    cached = {k: point_rows(json.loads((args.cache / f'point_{k}.json').read_text())) for k in by_key
+              if (args.cache / f'point_{k}.json').is_file()}
+    work = front_work(cached, args.verilator)
+    order = sorted(work, key=lambda k: sum(cached[k][i].get('da4ml_cost') or 0 for i in work[k][0]))
+    print(f'--synth-front: {sum(len(s) for s, _ in work.values())} Yosys runs, '
+          f'{sum(len(c) for _, c in work.values())} Verilator checks, {len(order)} points', flush=True)
+    for n, key in enumerate(order):
+        synth, checks = work[key]
+        rows = complete(by_key[key], cached[key], task, args.cache, synth, checks)
+        save_point(args.cache, by_key[key], rows)
+        for i in sorted(synth | set(checks)):
+            r = rows[i]
+            print(f"[{n + 1}/{len(order)}] {r['scheme']} b={r['bits']} beta={r['beta']} s{r['seed']} {r['mode']}: "
+                  f"acc {r['test_accuracy']:.4f}, da4ml {r.get('da4ml_cost')}, LUT {r.get('LUT')}, FF {r.get('FF')}, "
+                  f"Yosys {r.get('yosys_s')} s, mism {r.get('mismatches')}/{r.get('sim_outputs')} "
                   f"(total {time.perf_counter() - start:.0f} s)", flush=True)
 
 
