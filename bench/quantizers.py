@@ -24,6 +24,8 @@ parts (one scheme, one seed, one mode) and be interrupted at any time. `--report
 writes bench/results/quantizers.json, the table and the plot.
 
     KERAS_BACKEND=jax nice -n 10 python bench/quantizers.py --seeds 0 1 2 --schemes lsq --bits 2 3 4 8
+    python bench/quantizers.py --task fmnist14 --seeds 0 1 --epochs 20 --no-synth     # the small CNN
+    python bench/quantizers.py --synth-front --verilator 2000     # Yosys on the global front, Verilator on a seed
     python bench/quantizers.py --schemes hgq --seeds 0 --modes qat           # one beta ramp per seed
     python bench/quantizers.py --report                                      # table + JSON + plot
 """
@@ -64,7 +66,6 @@ SCHEMES: dict[str, Callable[[int], tuple[Spec, Spec]]] = {
     'pwlq': lambda b: ({'scheme': 'pwlq', 'bits': b - 1}, {'scheme': 'pwlq', 'bits': b - 1}),
 }
 ALL_SCHEMES = ['hgq', *SCHEMES]
-FLOAT_EPOCHS = 30
 CALIBRATION = 64
 #: samples calibrating a QAT model's activation ranges before export (HGQ needs its ranges; the same for all)
 QAT_CALIBRATION = 20_000
@@ -72,28 +73,85 @@ QAT_CALIBRATION = 20_000
 HGQ_RAMP = (1.5e-6, 3e-3)
 
 
-def load_jets() -> Any:
-    """The jets project's data (60/20/20 split, seed 0, standardized) and its 16-64-32-32-5 float model builder."""
-    spec = importlib.util.spec_from_file_location('jets_project', REPO / 'projects/jets/project.py')
+class Task:
+    """One benchmark task: its data, its float model and how long that trains (every scheme starts from it)."""
+
+    def __init__(self, name: str, title: str, float_epochs: int, load: Callable[[], Any],
+                 build: Callable[[], Any]) -> None:
+        self.name, self.title, self.float_epochs, self.load, self.build = name, title, float_epochs, load, build
+        self._data: Any = None
+
+    @property
+    def data(self) -> Any:
+        if self._data is None:
+            self._data = self.load()
+        return self._data
+
+
+def _project(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(f'{name}_project', REPO / f'projects/{name}/project.py')
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.load_data(REPO / 'projects/jets', **module.DATA), module
+    return module
 
 
-def float_model(task: Any, seed: int, cache: Path) -> Any:
+def load_jets() -> Any:
+    """The jets project's data (60/20/20 split, seed 0, standardized)."""
+    module = _project('jets')
+    return module.load_data(REPO / 'projects/jets', **module.DATA)
+
+
+def build_jets() -> Any:
+    module = _project('jets')
+    return module.build_model(False, **module.MODEL)
+
+
+def load_fmnist14() -> Any:
+    """Fashion-MNIST (projects/fashion_mnist: the real images, 54k/6k/10k) at 14x14: each 2x2 block averaged,
+    which stays exact in fixed point (x/256 summed over four pixels, /4)."""
+    from hgq.workflow import Dataset
+
+    module = _project('fashion_mnist')
+    d = module.load_data(REPO / 'projects/fashion_mnist', **module.DATA)
+
+    def pool(x: np.ndarray) -> np.ndarray:
+        return x.reshape(len(x), 14, 2, 14, 2, 1).mean(axis=(2, 4)).astype(np.float32)
+
+    return Dataset(pool(d.x_train), d.y_train, pool(d.x_val), d.y_val, pool(d.x_test), d.y_test,
+                   class_names=d.class_names, source=f'{d.source}, 2x2-averaged to 14x14').check()
+
+
+def build_fmnist14() -> Any:
+    """Conv 4 -> pool -> conv 8 -> pool -> dense 16 -> 10 on 14x14: the CNN whose RTL Yosys can still take
+    on 2 cores (the 28x28 one of projects/fashion_mnist is 0.8-2.7M LUTs unrolled, docs/benchmarks.md)."""
+    import keras
+
+    L = keras.layers
+    return keras.Sequential([keras.Input((14, 14, 1)), L.Conv2D(4, 3, activation='relu'), L.MaxPooling2D(2),
+                             L.Conv2D(8, 3, activation='relu'), L.MaxPooling2D(2), L.Flatten(),
+                             L.Dense(16, activation='relu'), L.Dense(10)], name='fmnist14_cnn_float')
+
+
+TASKS = {
+    'jets': Task('jets', 'jets 16-64-32-32-5', 30, load_jets, build_jets),
+    'fmnist14': Task('fmnist14', 'Fashion-MNIST 14x14 CNN c4-c8-d16-10', 10, load_fmnist14, build_fmnist14),
+}
+
+
+def float_model(task: Task, seed: int, cache: Path) -> Any:
     """The seed's float model, trained once and kept in the cache (every scheme starts from it)."""
     import keras
 
-    data, module = task
-    path = cache / f'float_jets_s{seed}_e{FLOAT_EPOCHS}.keras'
+    data = task.data
+    path = cache / f'float_{task.name}_s{seed}_e{task.float_epochs}.keras'
     if path.is_file():
         return keras.models.load_model(path)
     keras.utils.set_random_seed(seed)
-    model = module.build_model(False, **module.MODEL)
+    model = task.build()
     steps = int(np.ceil(len(data.x_train) / 1024))
-    opt = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(3e-3, FLOAT_EPOCHS * steps))
+    opt = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(3e-3, task.float_epochs * steps))
     model.compile(opt, keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=['accuracy'])
-    model.fit(data.x_train, data.y_train, epochs=FLOAT_EPOCHS, batch_size=1024, verbose=0)
+    model.fit(data.x_train, data.y_train, epochs=task.float_epochs, batch_size=1024, verbose=0)
     from hgq.training.files import save_model_atomic
 
     save_model_atomic(model, path)
@@ -183,7 +241,7 @@ def run_point(point: dict[str, Any], task: Any, cache: Path, synth: bool | set[i
     from hgq.training.files import save_model_atomic
     from hgq.workflow.ptq import quantize_model
 
-    data, _ = task
+    data = task.data
     t0 = time.perf_counter()
     fmodel = float_model(task, point['seed'], cache)
     weights, activations = specs(point)
@@ -264,7 +322,7 @@ def complete(point: dict[str, Any], rows: list[dict[str, Any]], task: Any, cache
             if (old['test_accuracy'], old['ebops']) == (new['test_accuracy'], new['ebops']):
                 new.update({k: old[k] for k in HARDWARE_KEYS if k in old and k not in new})
         return fresh
-    data, _ = task
+    data = task.data
     work = cache / 'rtl' / point_key(point)
     out = list(rows)
     for i in sorted(synth | set(verilator)):
@@ -285,7 +343,7 @@ RESULT_KEYS = ('ebops', 'test_accuracy', 'da4ml_cost', 'latency_cycles', 'LUT', 
 
 def config_of(row: dict[str, Any]) -> tuple:
     """The group a row is averaged in over seeds (aggregate)."""
-    return row['scheme'], row['bits'], row['beta'], row['mode'], row['epochs']
+    return row['task'], row['scheme'], row['bits'], row['beta'], row['mode'], row['epochs']
 
 
 def front_work(cached: dict[str, list[dict[str, Any]]], verilator: int) -> dict[str, tuple[set[int], dict[int, int]]]:
@@ -293,11 +351,14 @@ def front_work(cached: dict[str, list[dict[str, Any]]], verilator: int) -> dict[
     front (QAT and PTQ, counted in da4ml's estimate), and seed 0 of each scheme's cheapest QAT configuration (to
     re-check da4ml's estimate against Yosys on every scheme); Verilator on the lowest seed of each."""
     agg = aggregate([r for rows in cached.values() for r in rows])
-    chosen = {config_of(a) for m in ('qat', 'ptq') for a in pareto([a for a in agg if a['mode'] == m], 'da4ml_cost')}
-    for scheme in ALL_SCHEMES:
-        mine = [a for a in agg if a['scheme'] == scheme and a['mode'] == 'qat' and a['da4ml_cost']]
-        if mine:
-            chosen.add(config_of(min(mine, key=lambda a: a['da4ml_cost'])))
+    tasks = {a['task'] for a in agg}
+    chosen = {config_of(a) for t in tasks for m in ('qat', 'ptq')
+              for a in pareto([a for a in agg if a['mode'] == m and a['task'] == t], 'da4ml_cost')}
+    for t in tasks:
+        for scheme in ALL_SCHEMES:
+            mine = [a for a in agg if (a['task'], a['scheme'], a['mode']) == (t, scheme, 'qat') and a['da4ml_cost']]
+            if mine:
+                chosen.add(config_of(min(mine, key=lambda a: a['da4ml_cost'])))
     seeds = {c: min(r['seed'] for rows in cached.values() for r in rows if config_of(r) == c) for c in chosen}
     work: dict[str, tuple[set[int], dict[int, int]]] = {}
     for key, rows in cached.items():
@@ -311,22 +372,23 @@ def front_work(cached: dict[str, list[dict[str, Any]]], verilator: int) -> dict[
 
 def points(args: argparse.Namespace) -> list[dict[str, Any]]:
     out = []
+    float_epochs = TASKS[args.task].float_epochs
     for seed in args.seeds:
         for scheme in args.schemes:
             for mode in args.modes:
                 if scheme == 'hgq':
                     if mode == 'ptq':
-                        out.append({'task': 'jets', 'scheme': 'hgq', 'bits': None, 'beta': None, 'seed': seed,
-                                    'mode': 'ptq', 'epochs': 0, 'float_epochs': FLOAT_EPOCHS})
+                        out.append({'task': args.task, 'scheme': 'hgq', 'bits': None, 'beta': None, 'seed': seed,
+                                    'mode': 'ptq', 'epochs': 0, 'float_epochs': float_epochs})
                         continue
-                    out.append({'task': 'jets', 'scheme': 'hgq', 'bits': None, 'beta': None,
+                    out.append({'task': args.task, 'scheme': 'hgq', 'bits': None, 'beta': None,
                                 'beta_ramp': list(args.hgq_ramp), 'checkpoints': args.hgq_checkpoints, 'seed': seed,
-                                'mode': mode, 'epochs': args.epochs, 'lr': args.lr, 'float_epochs': FLOAT_EPOCHS})
+                                'mode': mode, 'epochs': args.epochs, 'lr': args.lr, 'float_epochs': float_epochs})
                     continue
                 for bits in args.bits:
                     recipe = {'epochs': args.epochs, 'lr': args.lr} if mode == 'qat' else {'epochs': 0}
-                    out.append({'task': 'jets', 'scheme': scheme, 'bits': bits, 'beta': None, 'seed': seed,
-                                'mode': mode, **recipe, 'float_epochs': FLOAT_EPOCHS})
+                    out.append({'task': args.task, 'scheme': scheme, 'bits': bits, 'beta': None, 'seed': seed,
+                                'mode': mode, **recipe, 'float_epochs': float_epochs})
     return out
 
 
@@ -348,14 +410,15 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault(config_of(r), []).append(r)
     # HGQ's checkpoints at the same epoch of the same ramp share a beta, so they group across seeds
     out = []
-    for (scheme, bits, beta, mode, epochs), g in groups.items():
+    for (task, scheme, bits, beta, mode, epochs), g in groups.items():
         acc = [r['test_accuracy'] for r in g]
 
         def mean(key: str, g: list[dict[str, Any]] = g) -> float | None:
             vals = [r[key] for r in g if r.get(key) is not None]
             return float(np.mean(vals)) if vals else None
 
-        out.append({'scheme': scheme, 'bits': bits, 'beta': beta, 'mode': mode, 'epochs': epochs, 'seeds': len(g),
+        out.append({'task': task, 'scheme': scheme, 'bits': bits, 'beta': beta, 'mode': mode, 'epochs': epochs,
+                    'seeds': len(g),
                     'acc_mean': float(np.mean(acc)), 'acc_std': float(np.std(acc)), 'acc_min': min(acc),
                     'acc_max': max(acc), 'ebops': mean('ebops'), 'LUT': mean('LUT'), 'FF': mean('FF'),
                     'da4ml_cost': mean('da4ml_cost'), 'latency_cycles': mean('latency_cycles'),
@@ -367,10 +430,11 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         # Yosys where every seed of the group was synthesized, else da4ml's estimate (0.95-1.07x of Yosys)
         yosys = all(r.get('LUT') is not None for r in g)
         a['luts'], a['counter'] = (a['LUT'], 'Yosys') if yosys else (a['da4ml_cost'], 'da4ml est.')
-    return sorted(out, key=lambda a: (a['mode'], ALL_SCHEMES.index(a['scheme']), a['bits'] or 0, a['beta'] or 0))
+    return sorted(out, key=lambda a: (a['task'], a['mode'], ALL_SCHEMES.index(a['scheme']), a['bits'] or 0,
+                                      a['beta'] or 0))
 
 
-def plot(agg: list[dict[str, Any]], path: Path) -> None:
+def plot(agg: list[dict[str, Any]], title: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use('Agg')
@@ -391,7 +455,7 @@ def plot(agg: list[dict[str, Any]], path: Path) -> None:
         ax.set_xscale('log')
         counters = sorted({a['counter'] for a in rows})
         ax.set_xlabel(f"LUTs ({' / '.join(counters)}: Yosys synth_xilinx where every seed was synthesized)")
-        ax.set_title(f'jets 16-64-32-32-5, {mode.upper()}')
+        ax.set_title(f'{title}, {mode.upper()}')
         ax.grid(alpha=0.3)
     axes[0].set_ylabel('test accuracy (exact emulator), mean ± std over seeds')
     axes[1].legend(fontsize=7, loc='lower right')
@@ -414,13 +478,16 @@ def report(args: argparse.Namespace) -> None:
         return f'{v:.4g}' if isinstance(v, float) else v
 
     print(format_table(cols, [[fmt(a[c]) for c in cols] for a in agg]))
-    fronts = {m: [(a['scheme'], a['bits'], a['beta']) for a in pareto([a for a in agg if a['mode'] == m], 'luts')]
-              for m in ('qat', 'ptq')}
-    print('Pareto front (QAT, LUT):', fronts['qat'])
+    fronts = {t: {m: [(a['scheme'], a['bits'], a['beta'])
+                      for a in pareto([a for a in agg if (a['task'], a['mode']) == (t, m)], 'luts')]
+                  for m in ('qat', 'ptq')} for t in dict.fromkeys(a['task'] for a in agg)}
+    for t, f in fronts.items():
+        print(f'Pareto front ({t}, QAT, LUT):', f['qat'])
     payload = {'benchmark': 'quantizers', 'machine': machine_info(),
                'command': ' '.join(['python', 'bench/quantizers.py', *sys.argv[1:]]),
-               'settings': {'task': 'jets 16-64-32-32-5 (projects/jets, 60/20/20 split seed 0)',
-                            'float_epochs': FLOAT_EPOCHS, 'ptq_calibration_samples': CALIBRATION,
+               'settings': {'tasks': {t: {'title': TASKS[t].title, 'float_epochs': TASKS[t].float_epochs}
+                                      for t in fronts},
+                            'ptq_calibration_samples': CALIBRATION,
                             'qat': 'quantize_model(float) then Adam (point lr, 1e-3 where absent) cosine, batch '
                                    '1024, ResetRanges (+TieMu for shared mu; HGQ: BetaScheduler(Log ramp) and its '
                                    'checkpoints as points); calibrate on 20,000 training samples before export',
@@ -431,13 +498,18 @@ def report(args: argparse.Namespace) -> None:
                'wall_s_by_scheme': {s: round(sum(r['wall_s'] for r in rows if r['scheme'] == s), 1)
                                     for s in dict.fromkeys(r['scheme'] for r in rows)}}
     write_json(args.json, payload)
-    if any(a['luts'] for a in agg):
-        plot(agg, args.json.with_suffix('.png'))
+    for t in fronts:
+        mine = [a for a in agg if a['task'] == t]
+        if any(a['luts'] for a in mine):
+            suffix = '' if t == 'jets' else f'_{t}'
+            plot(mine, TASKS[t].title, args.json.with_name(f'{args.json.stem}{suffix}.png'))
     print(f'wrote {args.json} ({len(rows)} points)')
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--task', default='jets', choices=list(TASKS),
+                        help='jets: the 16-64-32-32-5 MLP; fmnist14: a small CNN on 2x2-averaged Fashion-MNIST')
     parser.add_argument('--schemes', nargs='+', default=ALL_SCHEMES, choices=ALL_SCHEMES)
     parser.add_argument('--bits', nargs='+', type=int, default=[2, 3, 4, 8])
     parser.add_argument('--hgq-ramp', nargs=2, type=float, default=list(HGQ_RAMP), metavar=('START', 'END'),
@@ -463,7 +535,7 @@ def main(argv: list[str] | None = None) -> None:
     from hgq.training.files import write_json_atomic
 
     args.cache.mkdir(parents=True, exist_ok=True)
-    task = load_jets()
+    task = TASKS[args.task]
     todo = points(args)
     start = time.perf_counter()
     if args.synth_front:
@@ -491,7 +563,8 @@ def main(argv: list[str] | None = None) -> None:
         for row in rows:
             print(f"[{i + 1}/{len(todo)}] {point['scheme']} b={row['bits']} beta={row['beta']} s{point['seed']} "
                   f"{point['mode']}: acc {row['test_accuracy']:.4f}, EBOPs {row['ebops']:.0f}, LUT {row.get('LUT')}, "
-                  f"FF {row.get('FF')}, {row['latency_cycles']} cyc, mism {row.get('mismatches')}, {row['wall_s']} s "
+                  f"FF {row.get('FF')}, {row.get('latency_cycles')} cyc, mism {row.get('mismatches')}, "
+                  f"{row['wall_s']} s {'(RTL refused) ' if 'rtl_error' in row else ''}"
                   f"(total {time.perf_counter() - start:.0f} s)", flush=True)
 
 
