@@ -310,12 +310,14 @@ def evaluate(model: Any, row: dict[str, Any], data: Any, rtl_dir: Path, synth: b
 
 
 def complete(point: dict[str, Any], rows: list[dict[str, Any]], task: Any, cache: Path, synth: set[int],
-             verilator: dict[int, int]) -> list[dict[str, Any]]:
-    """`rows` with Yosys on the rows in `synth` and Verilator checks as asked, from the kept models (trained
-    again, the same seed, where a model is missing); a row's training seconds are kept."""
+             verilator: dict[int, int], redo: frozenset[int] = frozenset()) -> list[dict[str, Any]]:
+    """`rows` evaluated again from the kept models (trained again, the same seed, where a model is missing):
+    the rows in `redo` (RTL cost only), with Yosys on the rows in `synth` and Verilator checks as asked; a
+    row's training seconds are kept."""
     import keras
 
-    missing = [i for i in sorted(synth | set(verilator)) if not model_path(cache, point, i).is_file()]
+    chosen = sorted(synth | set(verilator) | set(redo))
+    missing = [i for i in chosen if not model_path(cache, point, i).is_file()]
     if missing:  # trained again: the other rows keep their hardware results where the model came out the same
         fresh = run_point(point, task, cache, synth, verilator)
         for old, new in zip(rows, fresh):
@@ -325,7 +327,7 @@ def complete(point: dict[str, Any], rows: list[dict[str, Any]], task: Any, cache
     data = task.data
     work = cache / 'rtl' / point_key(point)
     out = list(rows)
-    for i in sorted(synth | set(verilator)):
+    for i in chosen:
         model = keras.models.load_model(model_path(cache, point, i))
         keep = {k: rows[i][k] for k in ('train_s', 'wall_s') if k in rows[i]}
         base = {k: v for k, v in rows[i].items() if k not in RESULT_KEYS}
@@ -525,6 +527,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--cache', type=Path, default=REPO / 'bench/results/quantizers_cache')
     parser.add_argument('--json', type=Path, default=REPO / 'bench/results/quantizers.json')
     parser.add_argument('--report', action='store_true', help='only aggregate the cache')
+    parser.add_argument('--retrace', nargs='+', default=[], choices=ALL_SCHEMES, metavar='SCHEME',
+                        help='evaluate the cached points of these schemes again from their kept models (after a '
+                             'change to the RTL backend); with --no-synth, old Yosys counts are dropped')
     parser.add_argument('--synth-front', action='store_true',
                         help="no new points: Yosys on every seed of the cached global front's configurations (and "
                              "on seed 0 of each scheme's cheapest QAT one), Verilator (--verilator N) on one seed")
@@ -544,14 +549,16 @@ def main(argv: list[str] | None = None) -> None:
     for i, point in enumerate(todo):
         path = args.cache / f'point_{point_key(point)}.json'
         old = point_rows(json.loads(path.read_text())) if path.is_file() else None
-        if old and all((args.no_synth or 'LUT' in r) and (not args.verilator or 'mismatches' in r)
-                       and 'rtl_error' not in r for r in old):
+        retrace = point['scheme'] in args.retrace
+        if old and not retrace and all((args.no_synth or 'LUT' in r) and (not args.verilator or 'mismatches' in r)
+                                       and 'rtl_error' not in r for r in old):
             continue
         try:
             if old and all(model_path(args.cache, point, i).is_file() for i in range(len(old))):
                 every = set(range(len(old)))
+                redo = frozenset(every if retrace else {n for n, r in enumerate(old) if 'rtl_error' in r})
                 rows = complete(point, old, task, args.cache, set() if args.no_synth else every,
-                                dict.fromkeys(every, args.verilator) if args.verilator else {})
+                                dict.fromkeys(every, args.verilator) if args.verilator else {}, redo)
             else:
                 rows = run_point(point, task, args.cache, not args.no_synth, args.verilator)
         except Exception as err:  # one broken scheme must not stop the sweep; the error is recorded

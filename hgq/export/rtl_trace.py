@@ -603,9 +603,37 @@ def _op_add(node: Node, args: list[Any]) -> Any:
     return y
 
 
+def _unit_frame(node: Node, x: Any) -> Any:
+    """The same values with da4ml's lazy power-of-two factor 1, through an identity ROM per element.
+
+    da4ml keeps each variable's bits in a frame 2^e (`_factor`) and a product's frame is the product of its
+    operands' frames, so chained variable products (ASQ slots in a row: β and the code both inherit their
+    input's frame) double e at every slot. In frames beyond 2^-32, da4ml writes constants (SAT bounds,
+    thresholds) with up to 2^32 times too fine a step: intermediates past 64 bits, where its Verilog and
+    interpreter are no longer exact. A ROM's output has frame 1; an identity ROM over at most
+    2^FOLD_TABLE_BITS values is a few LUTs (β: one scalar per sample; an ASQ code: 2^b values)."""
+    from da4ml.trace import FixedVariable
+
+    raw = _raw(x)
+    out = np.empty(raw.shape, dtype=object)
+    for idx in np.ndindex(raw.shape):
+        v = raw[idx]
+        if not isinstance(v, FixedVariable) or abs(v._factor) == 1 or v.low == v.high:
+            out[idx] = v
+            continue
+        values = _element_values(v)
+        if len(values) > 2**FOLD_TABLE_BITS:
+            out[idx] = v  # too wide for a ROM: left as is (write_rtl still refuses intermediates past 64 bits)
+            continue
+        out[idx] = _rom(node, v, values, max(0, -int(np.floor(np.log2(float(v.step))))))
+    return _fva(_with_zero_consts(out, x), x)
+
+
 def _op_mul(node: Node, args: list[Any]) -> Any:
-    """Variable × variable: da4ml's exact multiplier (`vmul`), with numpy broadcasting as the emulator."""
+    """Variable × variable: da4ml's exact multiplier (`vmul`), with numpy broadcasting as the emulator; each
+    operand first in frame 1 (`_unit_frame`)."""
     rank = len(node.shape)
+    args = [_unit_frame(node, a) for a in args]
     y = args[0].reshape((1,) * (rank - len(args[0].shape)) + tuple(args[0].shape))
     for t in args[1:]:
         y = y * t.reshape((1,) * (rank - len(t.shape)) + tuple(t.shape))
