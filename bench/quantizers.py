@@ -470,6 +470,31 @@ def point_rows(cached: dict[str, Any]) -> list[dict[str, Any]]:
     return cached['rows'] if 'rows' in cached else [cached]
 
 
+def versus_hgq(agg: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each QAT scheme configuration against HGQ's checkpoints of the same task and epochs: the cheapest HGQ
+    checkpoint (mean over seeds) that reaches at least its mean accuracy, and HGQ's best accuracy within its
+    LUTs. `lut_ratio` > 1: the scheme needs more LUTs than HGQ for that accuracy; < 1: it beats HGQ there."""
+    out = []
+    for a in agg:
+        if a['mode'] != 'qat' or a['scheme'] == 'hgq' or not a['luts']:
+            continue
+        hgq = [h for h in agg if (h['task'], h['mode'], h['scheme'], h['epochs']) == (a['task'], 'qat', 'hgq',
+                                                                                    a['epochs']) and h['luts']]
+        if not hgq:
+            continue
+        reach = [h for h in hgq if h['acc_mean'] >= a['acc_mean']]
+        within = [h for h in hgq if h['luts'] <= a['luts']]
+        need = min(reach, key=lambda h: h['luts']) if reach else None
+        best = max(within, key=lambda h: h['acc_mean']) if within else None
+        out.append({'task': a['task'], 'scheme': a['scheme'], 'bits': a['bits'], 'acc_mean': a['acc_mean'],
+                    'luts': a['luts'], 'counter': a['counter'],
+                    'hgq_luts_at_acc': need and need['luts'], 'hgq_beta_at_acc': need and need['beta'],
+                    'lut_ratio': need and a['luts'] / need['luts'],
+                    'hgq_acc_at_luts': best and best['acc_mean'],
+                    'acc_gain_vs_hgq': best and a['acc_mean'] - best['acc_mean']})
+    return out
+
+
 def report(args: argparse.Namespace) -> None:
     rows = [r for p in sorted(args.cache.glob('point_*.json')) for r in point_rows(json.loads(p.read_text()))]
     agg = aggregate(rows)
@@ -485,6 +510,10 @@ def report(args: argparse.Namespace) -> None:
                   for m in ('qat', 'ptq')} for t in dict.fromkeys(a['task'] for a in agg)}
     for t, f in fronts.items():
         print(f'Pareto front ({t}, QAT, LUT):', f['qat'])
+    versus = versus_hgq(agg)
+    vcols = ['task', 'scheme', 'bits', 'acc_mean', 'luts', 'hgq_luts_at_acc', 'lut_ratio', 'hgq_acc_at_luts',
+             'acc_gain_vs_hgq']
+    print(format_table(vcols, [[fmt(v[c]) for c in vcols] for v in versus]))
     payload = {'benchmark': 'quantizers', 'machine': machine_info(),
                'command': ' '.join(['python', 'bench/quantizers.py', *sys.argv[1:]]),
                'settings': {'tasks': {t: {'title': TASKS[t].title, 'float_epochs': TASKS[t].float_epochs}
@@ -495,7 +524,7 @@ def report(args: argparse.Namespace) -> None:
                                    'checkpoints as points); calibrate on 20,000 training samples before export',
                             'rtl': 'write_rtl(latency_cutoff=5, clock_period=5)', 'yosys': 'RTLProject.synthesize()',
                             'bits_note': 'pwlq and augq(K=2) run at bits-1 so the index has `bits` bits'},
-               'points': rows, 'aggregate': agg, 'pareto_lut': fronts,
+               'points': rows, 'aggregate': agg, 'pareto_lut': fronts, 'versus_hgq': versus,
                'failed': [json.loads(p.read_text()) for p in sorted(args.cache.glob('failed_*.json'))],
                'wall_s_by_scheme': {s: round(sum(r['wall_s'] for r in rows if r['scheme'] == s), 1)
                                     for s in dict.fromkeys(r['scheme'] for r in rows)}}
