@@ -46,9 +46,9 @@ from .tools import require_da4ml, require_make_and_cxx, verilator_env
 __all__ = ['PortFormat', 'RTLProject', 'default_port_format', 'port_formats', 'trace_da4ml', 'write_rtl']
 
 SIM_WORD_BITS = 32
-#: da4ml 0.6 keeps each intermediate in a 64-bit word in its interpreter and warns beyond it; chains of
-#: variable products (several ASQ slots in a row) go past it, and then even the Verilog differs from the
-#: emulator (measured: 180 of 20,000 outputs on a 16-16-16-16-5 MLP with three ASQ slots, widest op 75 bits)
+#: da4ml 0.6 keeps each intermediate in a 64-bit word in its interpreter and warns beyond it, and then even
+#: its Verilog differs from the emulator (measured before rtl_trace._unit_frame: 180 of 20,000 outputs on a
+#: 16-16-16-16-5 MLP with three ASQ slots, widest op 75 bits); the guard stays for products it cannot reframe
 MAX_OP_BITS = 64
 
 
@@ -248,8 +248,9 @@ def _check_op_widths(comb: Any) -> None:
     widest = max((_op_bits(op.qint) for op in comb.ops), default=0)
     if widest > MAX_OP_BITS:
         raise NotImplementedError(f'the traced design has an intermediate of {widest} bits, beyond the {MAX_OP_BITS} '
-                                  'bits da4ml 0.6 computes exactly (typically a chain of variable products, e.g. '
-                                  'several ASQ slots in a row); keep one ASQ slot per path for the RTL backend')
+                                  'bits da4ml 0.6 computes exactly (typically a chain of variable '
+                                  'products of operands with more than 256 values each); narrow the quantizers of '
+                                  'those operands')
 
 
 def write_rtl(graph: Graph, out_dir: str | os.PathLike, name: str = 'hgq_model', latency_cutoff: float = -1,

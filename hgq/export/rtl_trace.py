@@ -621,11 +621,11 @@ def _unit_frame(node: Node, x: Any) -> Any:
         if not isinstance(v, FixedVariable) or abs(v._factor) == 1 or v.low == v.high:
             out[idx] = v
             continue
-        values = _element_values(v)
-        if len(values) > 2**FOLD_TABLE_BITS:
+        values, f = _element_values(v), _grid_f(v)
+        if len(values) > 2**FOLD_TABLE_BITS or np.max(np.abs(values)) * 2.0**f >= 2.0**MAX_TABLE_ENTRY_BITS:
             out[idx] = v  # too wide for a ROM: left as is (write_rtl still refuses intermediates past 64 bits)
             continue
-        out[idx] = _rom(node, v, values, max(0, -int(np.floor(np.log2(float(v.step))))))
+        out[idx] = _rom(node, v, values, f)
     return _fva(_with_zero_consts(out, x), x)
 
 
