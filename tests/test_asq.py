@@ -101,3 +101,27 @@ def test_rtl_refuses_intermediates_beyond_da4ml_width() -> None:
     _check_op_widths(SimpleNamespace(ops=[narrow]))
     with pytest.raises(NotImplementedError, match=r'intermediate of 70 bits, beyond the 64 bits'):
         _check_op_widths(SimpleNamespace(ops=[narrow, wide]))
+
+
+def test_asq_codes_leave_in_da4ml_frame_one(monkeypatch) -> None:
+    """The output-scaling rewrite (`factor_sample_scale`) feeds ASQ codes to a dense layer before any product
+    with β; codes still in their input's power-of-two frame made the product with β inexact on the jets MLP
+    with POST weights (1,400 of 200,000 outputs, bench/asq_arithmetic.py). The codes must leave in frame 1."""
+    from da4ml.trace import FixedVariable
+
+    from hgq.export import rtl_trace
+    from hgq.ir.rewrite import factor_sample_scale
+
+    frames: list[float] = []
+    encode = rtl_trace.OPS['scaled_encode']
+
+    def recorded(node, args):
+        y = encode(node, args)
+        frames.extend(abs(v._factor) for v in np.ravel(rtl_trace._raw(y)) if isinstance(v, FixedVariable))
+        return y
+
+    monkeypatch.setitem(rtl_trace.OPS, 'scaled_encode', recorded)
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(2048, 16)).astype('float32')
+    rtl_trace.trace(factor_sample_scale(ir.from_model(_trained(_chained(), x))))
+    assert len(frames) == 3 * 16 and set(frames) == {1.0}, sorted(set(frames))

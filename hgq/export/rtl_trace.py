@@ -522,7 +522,8 @@ def _op_encode(node: Node, args: list[Any]) -> Any:
 
 def _op_scaled_encode(node: Node, args: list[Any]) -> Any:
     """code·2^e, code = offset + #{j : x >= c_j·β}: n constant products of the one β, then a comparison per
-    element and threshold (the sign of x - c_j·β), summed; the power of two is a free shift."""
+    element and threshold (the sign of x - c_j·β), summed; the power of two is a free shift. The codes leave
+    in da4ml's frame 1 (`_unit_frame`)."""
     x, beta = _raw(args[0]), _raw(args[1]).ravel()[0]
     scale = 2.0 ** int(node.attrs['step_exponent'])
     thresholds = [beta * float(c) for c in node.attrs['coefficients']]
@@ -532,7 +533,9 @@ def _op_scaled_encode(node: Node, args: list[Any]) -> Any:
         for t in thresholds:
             y = (x[idx] >= t) + y
         out[idx] = y * scale
-    return _fva(_with_zero_consts(out, args[0]), args[0])
+    # in frame 1 here, not only where a `mul` consumes it: option b (hgq.ir.rewrite.factor_sample_scale)
+    # feeds the codes to a dense layer first, whose outputs (> 2^8 values) _unit_frame cannot reframe
+    return _unit_frame(node, _fva(_with_zero_consts(out, args[0]), args[0]))
 
 
 def _op_decode(node: Node, args: list[Any]) -> Any:
