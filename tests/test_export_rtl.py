@@ -465,6 +465,22 @@ def test_random_ir_graphs_da4ml_interpreter_equals_emulator(rtl: Any, tmp_path: 
     _compare(lambda xs: prj.predict_comb(xs, strict=False), graph, x, f'random IR {seed}')
 
 
+@pytest.mark.parametrize('rnd', ['RND', 'TRN'])
+def test_wide_average_pool_division_is_exact(rtl: Any, tmp_path: Path, rnd: str) -> None:
+    """A 6x6 window (36, no power of two) over fine-grained inputs (2^-14) into narrow saturating outputs, as
+    an ASQ adapter's global pool is: lifting the quotient to the inputs' grid needed a 22-bit reciprocal, and
+    da4ml's result was 0.5 off on 4,030 of 32,000 pooled values (the division now truncates to 2^-(f+1))."""
+    shape, out = (6, 6, 4), (1, 1, 4)
+    nodes = [Node('x', 'input', [], shape), _q('q', 'x', shape, Format.of(0, 2, 14, shape), 'TRN', 'SAT'),
+             Node('p', 'avg_pool', ['q'], out, {'pool_size': (6, 6), 'strides': (6, 6), 'padding': 'valid',
+                                                'fmt': Format.of(0, np.array([-5, -2, -1, 1]), 6, out),
+                                                'round_mode': rnd, 'overflow_mode': 'SAT'}, 'avg')]
+    graph = Graph(nodes, ['x'], ['p'])
+    prj = rtl.write_rtl(graph, tmp_path / 'p', 'pool', write=False)
+    x = np.random.default_rng(0).uniform(0, 1, size=(N_COMB, *shape)) ** np.array([1, 4, 8, 1])  # every range
+    _compare(lambda xs: prj.predict_comb(xs, strict=False), graph, x, f'6x6 average pool {rnd}')
+
+
 # ---------------------------------------------------------------------------------------------- (c) errors
 def _tiny(*extra: Node, out: str | None = None) -> Graph:
     nodes = [Node('x', 'input', [], (4,)), _q('q', 'x', (4,), Format.of(1, 2, 3, (4,))), *extra]
