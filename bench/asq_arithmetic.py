@@ -14,15 +14,19 @@ Options (docs/quantizers.md "## ASQ", "### Cheapest exact arithmetic"):
   every β ≠ 2^k), so `c` cannot be exact in general; it would need β restricted to powers of two (then `a`
   and `c` are the same shifts).
 
-Models: the jets project's 16-64-32-32-5 MLP, ASQ (`--abits`, unsigned, after ReLU) on the inputs of the
-three hidden-to-hidden/output dense layers, the first layer's input HGQ; weights LSQ (`--wbits`) or POST
-(same bits); trained `--epochs` epochs; calibrated on 20,000 training samples. For each design and option:
+Models (`--task`): the jets project's 16-64-32-32-5 MLP, ASQ (`--abits`, unsigned, after ReLU) on the inputs
+of the three hidden-to-hidden/output dense layers; or the small CNN of bench/quantizers.py on 14x14
+Fashion-MNIST (conv4-pool-conv8-pool-dense16-10), ASQ on the inputs of the second conv and both dense
+layers. The first layer's input is HGQ; weights LSQ (`--wbits`) or POST (same bits); trained `--epochs`
+epochs; calibrated on 20,000 training samples. For each design and option:
 test accuracy (the emulator), Keras == emulator and RTL == emulator mismatches on the test set in range and
 ×4 beyond (`==`), da4ml's LUT estimate, and (unless --no-synth) Yosys LUTs/FFs of the pipelined design
 (latency_cutoff 5, 5 ns clock) with its latency in cycles. RTL: da4ml's C++ interpreter of the same logic
 (--verilator: a Verilator build too, minutes per design).
 
     KERAS_BACKEND=tensorflow nice -n 10 python bench/asq_arithmetic.py --epochs 10
+    KERAS_BACKEND=tensorflow nice -n 10 python bench/asq_arithmetic.py --task fmnist14 --epochs 10 \
+        --json bench/results/asq_arithmetic_fmnist14.json
 
 Prints a table and writes bench/results/asq_arithmetic.json.
 """
@@ -38,6 +42,7 @@ from typing import Any
 
 import numpy as np
 from common import REPO, format_table, machine_info, write_json
+from tasks import TASKS
 
 RESULTS = REPO / 'bench' / 'results'
 
@@ -54,6 +59,24 @@ def jets_mlp(wscheme: str, wbits: int, abits: int) -> Any:
             kwargs['input_quantizer'] = {'scheme': 'asq', 'bits': abits}
         model.add(QDense(units, activation=None if units == 5 else 'relu', name=f'dense{n}', **kwargs))
     return model
+
+
+def fmnist14_cnn(wscheme: str, wbits: int, abits: int) -> Any:
+    import keras
+
+    from hgq import layers as L
+
+    def q(n: int) -> dict[str, Any]:
+        asq = {'input_quantizer': {'scheme': 'asq', 'bits': abits}} if n else {}
+        return {'kernel_quantizer': {'scheme': wscheme, 'bits': wbits}, **asq}
+
+    return keras.Sequential([keras.Input((14, 14, 1)), L.QConv2D(4, 3, activation='relu', name='conv0', **q(0)),
+                             L.QMaxPooling2D(2), L.QConv2D(8, 3, activation='relu', name='conv1', **q(1)),
+                             L.QMaxPooling2D(2), L.QFlatten(), L.QDense(16, activation='relu', name='dense2', **q(2)),
+                             L.QDense(10, name='dense3', **q(3))], name=f'fmnist14_asq_{wscheme}')
+
+
+MODELS = {'jets': jets_mlp, 'fmnist14': fmnist14_cnn}
 
 
 def measure(graph: Any, keras_y: np.ndarray | None, x: np.ndarray, y: np.ndarray, work: Path, name: str,
@@ -90,6 +113,7 @@ def measure(graph: Any, keras_y: np.ndarray | None, x: np.ndarray, y: np.ndarray
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--task', default='jets', choices=list(MODELS))
     parser.add_argument('--epochs', type=int, default=10)
     parser.add_argument('--wbits', type=int, default=4)
     parser.add_argument('--abits', type=int, default=3)
@@ -107,11 +131,9 @@ def main(argv: list[str] | None = None) -> None:
     from hgq import ir
     from hgq.ir.rewrite import factor_sample_scale
     from hgq.training import calibrate
-    from hgq.workflow import find_project
     from hgq.workflow.report import CALIBRATION_SAMPLES
 
-    project = find_project('jets')
-    data = project.load_data(project.config())
+    data = TASKS[args.task].data
     xt, yt = data.x_test[: args.test_samples], data.y_test[: args.test_samples]
     x = np.concatenate([xt, 4 * xt]).astype('float32')  # in range and x4 beyond
     designs = []
@@ -119,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix='asq-arith-') as tmp:
         for wscheme in args.weights:
             keras.utils.set_random_seed(args.seed)
-            model = jets_mlp(wscheme, args.wbits, args.abits)
+            model = MODELS[args.task](wscheme, args.wbits, args.abits)
             model.compile(optimizer=keras.optimizers.Adam(3e-3), metrics=['accuracy'],
                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
             t0 = time.perf_counter()

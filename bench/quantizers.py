@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import json
 import os
 import sys
@@ -47,6 +46,7 @@ os.environ.setdefault('KERAS_BACKEND', 'jax')
 
 import numpy as np  # noqa: E402
 from common import REPO, format_table, machine_info, write_json  # noqa: E402
+from tasks import TASKS, Task  # noqa: E402
 
 Spec = dict[str, Any] | None
 #: scheme -> (bits -> (weight spec, activation spec)). PWLQ's index has b + 1 bits and AuGQ(K=2)'s b + 1: both
@@ -64,78 +64,18 @@ SCHEMES: dict[str, Callable[[int], tuple[Spec, Spec]]] = {
     'augq': lambda b: ({'scheme': 'augq', 'bits': b - 1, 'intervals': 2},
                        {'scheme': 'augq', 'bits': b - 1, 'intervals': 2}),
     'pwlq': lambda b: ({'scheme': 'pwlq', 'bits': b - 1}, {'scheme': 'pwlq', 'bits': b - 1}),
+    # HGQ combined with the scheme that beat it (LSQ 4-bit, docs/quantizers.md "Results"): HGQ's learned
+    # per-element weight widths on the beta ramp, LSQ's learned step on b-bit activations
+    'hgq_lsq': lambda b: (None, {'scheme': 'lsq', 'bits': b}),
 }
 ALL_SCHEMES = ['hgq', *SCHEMES]
+#: schemes trained on HGQ's beta ramp, their points being checkpoints along it
+RAMPED = ('hgq', 'hgq_lsq')
 CALIBRATION = 64
 #: samples calibrating a QAT model's activation ranges before export (HGQ needs its ranges; the same for all)
 QAT_CALIBRATION = 20_000
 #: HGQ's beta ramp in the QAT slot: projects/jets/config.yaml's (start, end)
 HGQ_RAMP = (1.5e-6, 3e-3)
-
-
-class Task:
-    """One benchmark task: its data, its float model and how long that trains (every scheme starts from it)."""
-
-    def __init__(self, name: str, title: str, float_epochs: int, load: Callable[[], Any],
-                 build: Callable[[], Any]) -> None:
-        self.name, self.title, self.float_epochs, self.load, self.build = name, title, float_epochs, load, build
-        self._data: Any = None
-
-    @property
-    def data(self) -> Any:
-        if self._data is None:
-            self._data = self.load()
-        return self._data
-
-
-def _project(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f'{name}_project', REPO / f'projects/{name}/project.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def load_jets() -> Any:
-    """The jets project's data (60/20/20 split, seed 0, standardized)."""
-    module = _project('jets')
-    return module.load_data(REPO / 'projects/jets', **module.DATA)
-
-
-def build_jets() -> Any:
-    module = _project('jets')
-    return module.build_model(False, **module.MODEL)
-
-
-def load_fmnist14() -> Any:
-    """Fashion-MNIST (projects/fashion_mnist: the real images, 54k/6k/10k) at 14x14: each 2x2 block averaged,
-    which stays exact in fixed point (x/256 summed over four pixels, /4)."""
-    from hgq.workflow import Dataset
-
-    module = _project('fashion_mnist')
-    d = module.load_data(REPO / 'projects/fashion_mnist', **module.DATA)
-
-    def pool(x: np.ndarray) -> np.ndarray:
-        return x.reshape(len(x), 14, 2, 14, 2, 1).mean(axis=(2, 4)).astype(np.float32)
-
-    return Dataset(pool(d.x_train), d.y_train, pool(d.x_val), d.y_val, pool(d.x_test), d.y_test,
-                   class_names=d.class_names, source=f'{d.source}, 2x2-averaged to 14x14').check()
-
-
-def build_fmnist14() -> Any:
-    """Conv 4 -> pool -> conv 8 -> pool -> dense 16 -> 10 on 14x14: the CNN whose RTL Yosys can still take
-    on 2 cores (the 28x28 one of projects/fashion_mnist is 0.8-2.7M LUTs unrolled, docs/benchmarks.md)."""
-    import keras
-
-    L = keras.layers
-    return keras.Sequential([keras.Input((14, 14, 1)), L.Conv2D(4, 3, activation='relu'), L.MaxPooling2D(2),
-                             L.Conv2D(8, 3, activation='relu'), L.MaxPooling2D(2), L.Flatten(),
-                             L.Dense(16, activation='relu'), L.Dense(10)], name='fmnist14_cnn_float')
-
-
-TASKS = {
-    'jets': Task('jets', 'jets 16-64-32-32-5', 30, load_jets, build_jets),
-    'fmnist14': Task('fmnist14', 'Fashion-MNIST 14x14 CNN c4-c8-d16-10', 10, load_fmnist14, build_fmnist14),
-}
 
 
 def float_model(task: Task, seed: int, cache: Path) -> Any:
@@ -205,7 +145,7 @@ def qat(model: Any, point: dict[str, Any], data: Any, work: Path) -> tuple[float
     callbacks: list[Any] = [ResetRanges()]
     saved: list[tuple[dict[str, Any], Path]] = []
     work.mkdir(parents=True, exist_ok=True)
-    if point['scheme'] == 'hgq':
+    if point['scheme'] in RAMPED:
         ramp = Log(*point['beta_ramp'], epochs)
         callbacks.append(BetaScheduler(ramp))
         wanted = set(checkpoint_epochs(epochs, point['checkpoints']))
@@ -389,6 +329,8 @@ def points(args: argparse.Namespace) -> list[dict[str, Any]]:
                     continue
                 for bits in args.bits:
                     recipe = {'epochs': args.epochs, 'lr': args.lr} if mode == 'qat' else {'epochs': 0}
+                    if scheme in RAMPED and mode == 'qat':
+                        recipe.update({'beta_ramp': list(args.hgq_ramp), 'checkpoints': args.hgq_checkpoints})
                     out.append({'task': args.task, 'scheme': scheme, 'bits': bits, 'beta': None, 'seed': seed,
                                 'mode': mode, **recipe, 'float_epochs': float_epochs})
     return out
@@ -450,7 +392,7 @@ def plot(agg: list[dict[str, Any]], title: str, path: Path) -> None:
             g = sorted((a for a in rows if a['scheme'] == scheme), key=lambda a: a['luts'])
             if g:
                 ax.errorbar([a['luts'] for a in g], [a['acc_mean'] for a in g], yerr=[a['acc_std'] for a in g],
-                            marker='o' if scheme == 'hgq' else '.', ms=6, lw=0.8, color=cmap(i % 20), label=scheme)
+                            marker='o' if scheme in RAMPED else '.', ms=6, lw=0.8, color=cmap(i % 20), label=scheme)
         front = pareto(rows, 'luts')
         ax.step([a['luts'] for a in front], [a['acc_mean'] for a in front], where='post', color='k', lw=1.5,
                 label='Pareto front')
@@ -608,7 +550,7 @@ def save_point(cache: Path, point: dict[str, Any], rows: list[dict[str, Any]]) -
     from hgq.training.files import write_json_atomic
 
     path = cache / f'point_{point_key(point)}.json'
-    write_json_atomic(path, rows[0] if len(rows) == 1 and point['scheme'] != 'hgq' else {**point, 'rows': rows})
+    write_json_atomic(path, rows[0] if len(rows) == 1 and point['scheme'] not in RAMPED else {**point, 'rows': rows})
 
 
 def synth_front(args: argparse.Namespace, task: Any, todo: list[dict[str, Any]], start: float) -> None:
