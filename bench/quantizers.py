@@ -501,6 +501,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--retrace', nargs='+', default=[], choices=ALL_SCHEMES, metavar='SCHEME',
                         help='evaluate the cached points of these schemes again from their kept models (after a '
                              'change to the RTL backend); with --no-synth, old Yosys counts are dropped')
+    parser.add_argument('--synth-max-luts', type=float, default=None, metavar='N',
+                        help="with --synth-front: only designs of at most N LUTs (da4ml's estimate)")
     parser.add_argument('--synth-front', action='store_true',
                         help="no new points: Yosys on every seed of the cached global front's configurations (and "
                              "on seed 0 of each scheme's cheapest QAT one), Verilator (--verilator N) on one seed")
@@ -559,6 +561,14 @@ def synth_front(args: argparse.Namespace, task: Any, todo: list[dict[str, Any]],
     cached = {k: point_rows(json.loads((args.cache / f'point_{k}.json').read_text())) for k in by_key
               if (args.cache / f'point_{k}.json').is_file()}
     work = front_work(cached, args.verilator)
+    if args.synth_max_luts:  # Yosys takes ~3.7 ms per LUT here: the ~1M-LUT 8-bit designs would take hours
+        def small(key: str, rows: set[int] | dict[int, int]) -> set[int]:
+            return {i for i in rows if (cached[key][i].get('da4ml_cost') or 0) <= args.synth_max_luts}
+
+        skipped = sum(len(s) - len(small(k, s)) for k, (s, _) in work.items())
+        work = {k: (small(k, s), {i: c[i] for i in small(k, c)}) for k, (s, c) in work.items()}
+        work = {k: v for k, v in work.items() if v[0] or v[1]}
+        print(f'--synth-max-luts {args.synth_max_luts}: {skipped} Yosys runs on larger designs skipped', flush=True)
     order = sorted(work, key=lambda k: sum(cached[k][i].get('da4ml_cost') or 0 for i in work[k][0]))
     print(f'--synth-front: {sum(len(s) for s, _ in work.values())} Yosys runs, '
           f'{sum(len(c) for _, c in work.values())} Verilator checks, {len(order)} points', flush=True)
