@@ -261,7 +261,7 @@ def complete(point: dict[str, Any], rows: list[dict[str, Any]], task: Any, cache
     if missing:  # trained again: the other rows keep their hardware results where the model came out the same
         fresh = run_point(point, task, cache, synth, verilator)
         for old, new in zip(rows, fresh):
-            if (old['test_accuracy'], old['ebops']) == (new['test_accuracy'], new['ebops']):
+            if _same_design(old, new):
                 new.update({k: old[k] for k in HARDWARE_KEYS if k in old and k not in new})
         return fresh
     data = task.data
@@ -272,8 +272,16 @@ def complete(point: dict[str, Any], rows: list[dict[str, Any]], task: Any, cache
         keep = {k: rows[i][k] for k in ('train_s', 'wall_s') if k in rows[i]}
         base = {k: v for k, v in rows[i].items() if k not in RESULT_KEYS}
         out[i] = {**evaluate(model, base, data, work / 'rtl', *row_tasks(i, synth, verilator)), **keep}
+        if i not in redo and _same_design(rows[i], out[i]):  # e.g. Verilator added: keep the old Yosys counts
+            out[i].update({k: rows[i][k] for k in HARDWARE_KEYS if k in rows[i] and k not in out[i]})
         keras.backend.clear_session()
     return out
+
+
+def _same_design(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether a re-evaluated row is the design its old hardware results were measured on (the RTL backend
+    may have changed since: then da4ml's cost differs and the old Yosys/Verilator results are dropped)."""
+    return all(old.get(k) == new.get(k) for k in ('test_accuracy', 'ebops', 'da4ml_cost', 'latency_cycles'))
 
 
 #: what Yosys and Verilator add to a row
