@@ -120,8 +120,14 @@ def train_seed(args: argparse.Namespace, seed: int, work: Path, cache: Path,
     def hgq2_side() -> dict[str, Any]:
         if hgq2_file.exists():
             return json.loads(hgq2_file.read_text())
-        if args.hgq2_root is not None:
-            raise FileNotFoundError(f'--hgq2-root: {hgq2_file} does not exist (run that recipe first)')
+        if args.hgq2_root is not None:  # another run of the same recipe may still be training it: wait for it
+            deadline = time.monotonic() + args.hgq2_wait * 60
+            while not hgq2_file.exists():
+                if time.monotonic() > deadline:
+                    raise FileNotFoundError(f'--hgq2-root: {hgq2_file} does not exist after --hgq2-wait '
+                                            f'{args.hgq2_wait} min (run that recipe first)')
+                time.sleep(20)
+            return json.loads(hgq2_file.read_text())
         say(f'[seed {seed}] HGQ2: training {args.epochs} epochs')
         extra = ['--comb-dir', str(work / 'hgq2_comb'), '--thin', str(args.thin),
                  '--min-val-accuracy', str(args.min_val_accuracy)]
@@ -460,6 +466,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help='the overflow policy during training: only `--ours-cost luts` sees it (SAT costs LUTs)')
     p.add_argument('--hgq2-root', type=Path,
                    help="reuse HGQ2's trained seeds from this WORKDIR/TAG folder of an earlier run (same recipe)")
+    p.add_argument('--hgq2-wait', type=float, default=0,
+                   help='minutes to wait for a --hgq2-root seed that a concurrent run is still training')
     p.add_argument('--top-margin', type=float,
                    help='of the checkpoints with val accuracy above float val - this (points), design only the '
                         'cheapest (saves tracing the largest designs; the top level is float - 1)')
@@ -588,6 +596,12 @@ def main(argv: list[str] | None = None) -> None:
             per = [None if x is None or y is None else x['LUT'] / y['LUT']
                    for x, y in zip(lv[f'{name}_per_seed'], lv['hgq2_per_seed'])]
             lv['ratio_per_seed' if name == 'ours' else f'ratio_per_seed_{name}'] = per
+        if 'ratio' not in lv:  # without the SAT variant, the issue's keys describe the first variant asked for
+            first = side_name(args.ours_variants[0])
+            for k in ('luts', 'spread'):
+                lv[f'ours_{k}'] = lv[f'{first}_{k}']
+            lv['ratio'], lv['ratio_per_seed'] = lv[f'ratio_{first}'], lv[f'ratio_per_seed_{first}']
+            lv['ours_variant'] = first
         levels.append(lv)
 
     # Verilator on each level's chosen designs
