@@ -598,7 +598,7 @@ def main(argv: list[str] | None = None) -> None:
             lv['ratio_per_seed' if name == 'ours' else f'ratio_per_seed_{name}'] = per
         if 'ratio' not in lv:  # without the SAT variant, the issue's keys describe the first variant asked for
             first = side_name(args.ours_variants[0])
-            for k in ('luts', 'spread'):
+            for k in ('luts', 'spread', 'seeds_reached', 'per_seed'):
                 lv[f'ours_{k}'] = lv[f'{first}_{k}']
             lv['ratio'], lv['ratio_per_seed'] = lv[f'ratio_{first}'], lv[f'ratio_per_seed_{first}']
             lv['ours_variant'] = first
@@ -645,7 +645,8 @@ def main(argv: list[str] | None = None) -> None:
     timings['total_s'] = round(time.perf_counter() - started, 1)
 
     say(f'\nfloat baseline (seed {args.seeds[0]}, {float_result["epochs"]} epochs): test accuracy {float_acc:.4f}')
-    say(levels_table(levels, 'ours (SAT)'))
+    label = 'ours (SAT)' if 'sat' in args.ours_variants else f'ours ({POLICY[args.ours_variants[0]]})'
+    say(levels_table(levels, label))
     for v in args.ours_variants:
         n = side_name(v)
         if n == 'ours':
