@@ -649,7 +649,7 @@ def main(argv: list[str] | None = None) -> None:
     say(levels_table(levels, label))
     for v in args.ours_variants:
         n = side_name(v)
-        if n == 'ours':
+        if n == 'ours' or levels and levels[0].get('ours_variant') == n:  # already the main table
             continue
         v_levels = [{**lv, 'ours_luts': lv[f'{n}_luts'], 'ours_spread': lv[f'{n}_spread'],
                      'ours_seeds_reached': lv[f'{n}_seeds_reached'], 'ratio': lv[f'ratio_{n}'],
